@@ -1,0 +1,5 @@
+"""Lightning callbacks of difflab."""
+
+from difflab.callbacks.samples import SampleGrid
+
+__all__ = ["SampleGrid"]

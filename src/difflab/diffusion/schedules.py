@@ -131,7 +131,8 @@ def polynomial_betas(
 
 def sigmoid_betas(num_timesteps: int, start: float = -3.0, end: float = 3.0, tau: float = 1.0, max_beta: float = 0.999) -> torch.Tensor:
     """Sigmoid schedule of Chen 2023 ("On the importance of noise scheduling", Alg. 1):
-    alpha_bar(t) = (sigmoid(-(t(end-start)+start)/tau) ... normalised so alpha_bar(0) = 1, alpha_bar(1) = 0)."""
+    alpha_bar(t) = (sigmoid(end/tau) - sigmoid((t (end - start) + start)/tau)) / (sigmoid(end/tau) - sigmoid(start/tau)),
+    so alpha_bar(0) = 1 and alpha_bar(1) = 0; betas clipped at ``max_beta``."""
     if not end > start:
         raise ValueError(f"sigmoid schedule: end must be > start, got start={start!r}, end={end!r}")
     if not tau > 0:

@@ -29,6 +29,10 @@ def select_timesteps(num_timesteps: int, steps: int, spacing: str = "leading") -
     leading:  (arange(steps) * (T // steps))[::-1]           (DDIM paper, diffusers default)
     linspace: round(linspace(0, T - 1, steps))[::-1]
     trailing: round(arange(T, 0, -T / steps)) - 1            (Lin et al. 2023, Table 2)
+
+    For trailing, ``np.arange`` with the float step T/steps can return steps + 1 entries when rounding leaves
+    its last value just above 0 (e.g. T=100, steps=29), which then becomes timestep -1; only the first
+    ``steps`` entries are kept, which leaves every other value identical to diffusers'.
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= num_timesteps:
         raise ValueError(f"sampler.steps={steps!r} must be an integer in [1, schedule.num_timesteps={num_timesteps}]")
@@ -38,7 +42,7 @@ def select_timesteps(num_timesteps: int, steps: int, spacing: str = "leading") -
     elif spacing == "linspace":
         ts = np.linspace(0, num_timesteps - 1, steps).round().astype(np.int64)[::-1]
     elif spacing == "trailing":
-        ts = np.round(np.arange(num_timesteps, 0, -num_timesteps / steps)).astype(np.int64) - 1
+        ts = np.round(np.arange(num_timesteps, 0, -num_timesteps / steps)[:steps]).astype(np.int64) - 1
     else:
         raise ValueError(f"sampler.timestep_spacing={spacing!r} is not known; choose one of {list(TIMESTEP_SPACINGS)}")
     return np.ascontiguousarray(ts)

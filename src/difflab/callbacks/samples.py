@@ -1,0 +1,64 @@
+"""SampleGrid: every N optimizer steps, draw a fixed set of samples from the EMA weights and save/log a picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_only
+
+from difflab.samplers import Sampler
+from difflab.utils.images import samples_to_image, save_samples_image
+from difflab.utils.logging import log_image
+
+__all__ = ["SampleGrid"]
+
+
+class SampleGrid(pl.Callback):
+    """Saves ``<dirpath>/step_XXXXXXX.png`` (and ``final.png`` at the end) and sends it to the loggers.
+
+    The same per-sample seeds are used every time, so successive grids show the same samples improving.
+    """
+
+    def __init__(
+        self,
+        dirpath: str,
+        sampler: Callable[..., Sampler],
+        every_n_steps: int = 1000,
+        num_samples: int = 64,
+        seed: int = 0,
+        use_ema: bool = True,
+    ) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"callbacks.sample_grid.every_n_steps={every_n_steps!r} must be >= 1")
+        if num_samples < 1:
+            raise ValueError(f"callbacks.sample_grid.num_samples={num_samples!r} must be >= 1")
+        self.dirpath = Path(dirpath)
+        self.sampler_factory = sampler
+        self.every_n_steps = every_n_steps
+        self.num_samples = num_samples
+        self.seed = seed
+        self.use_ema = use_ema
+        self.last_path: Path | None = None
+
+    def _draw(self, trainer: pl.Trainer, pl_module: Any, name: str) -> None:
+        sampler = self.sampler_factory(schedule=pl_module.schedule)
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.random.fork_rng(devices=[]):
+            samples = pl_module.sample(sampler, self.num_samples, seed=self.seed, use_ema=self.use_ema)
+        pl_module.train(was_training)
+        self.last_path = save_samples_image(samples, self.dirpath / f"{name}.png")
+        log_image(trainer.loggers, "samples/grid", samples_to_image(samples), trainer.global_step)
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if step > 0 and step % self.every_n_steps == 0 and (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
+            self._draw(trainer, pl_module, f"step_{step:07d}")
+
+    @rank_zero_only
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self._draw(trainer, pl_module, "final")

@@ -1,0 +1,116 @@
+"""``ArrayDataModule``: a LightningDataModule over in-memory tensors with a resumable training order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from difflab.data.sampling import StepBatchSampler
+
+__all__ = ["ArrayDataModule", "check_fixed"]
+
+
+def _check_int(key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"dataset.{key}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+def check_fixed(key: str, value: Any, expected: Any, dataset: str) -> None:
+    """Reject a config key that must equal the dataset's fixed value (``None`` means "not given")."""
+    if value is not None and value != expected:
+        raise ValueError(f"dataset.{key}={value!r} but the {dataset} dataset has {key}={expected!r}")
+
+
+class ArrayDataModule(pl.LightningDataModule):
+    """In-memory (x, y) datasets; training batches come from an infinite :class:`StepBatchSampler`.
+
+    Subclasses set ``name``, ``data_shape`` and ``num_classes`` and implement :meth:`build`. Training batch
+    ``s`` depends only on (``seed``, ``s``, rank, world size); ``train_dataloader`` starts at
+    ``trainer.global_step * trainer.accumulate_grad_batches``, so resuming from a checkpoint continues the
+    exact data order (Lightning 2.6 restores the loop state before it requests the train dataloader; keep
+    ``max_epochs=-1`` so ``trainer.estimated_stepping_batches`` never loads it earlier). The training loader
+    has no length, i.e. one endless epoch: stop with ``Trainer(max_steps=...)`` and validate with an integer
+    ``val_check_interval`` (counted in batches) and ``check_val_every_n_epoch=None``.
+
+    The sampler already shards batches over ranks, so the Trainer must be built with
+    ``use_distributed_sampler=False`` (otherwise Lightning raises a TypeError under DDP when it tries to
+    inject a DistributedSampler). Every rank validates on the whole val split.
+    """
+
+    name: str = "array"
+    data_shape: tuple[int, ...]
+    num_classes: int
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        pin_memory: bool = False,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        check_fixed("name", name, self.name, self.name)
+        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.val_batch_size = None if val_batch_size is None else _check_int("val_batch_size", val_batch_size, 1)
+        self.num_workers = _check_int("num_workers", num_workers, 0)
+        self.seed = int(seed)
+        self.pin_memory = bool(pin_memory)
+        self.train_dataset: TensorDataset | None = None
+        self.val_dataset: TensorDataset | None = None
+
+    def build(self) -> tuple[TensorDataset, TensorDataset]:
+        """Create the (train, val) datasets of (x float32 in [-1, 1], y int64 label) pairs."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets (once; later calls are no-ops)."""
+        if self.train_dataset is None:
+            self.train_dataset, self.val_dataset = self.build()
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        workers = self.num_workers
+        return {"num_workers": workers, "pin_memory": self.pin_memory, "persistent_workers": workers > 0}
+
+    def train_sampler(self) -> StepBatchSampler:
+        """The training batch sampler for the attached trainer's rank, world size and progress."""
+        self.setup("fit")
+        rank, world_size, start_step = 0, 1, 0
+        trainer = self.trainer
+        if trainer is not None:
+            rank, world_size = trainer.global_rank, trainer.world_size
+            # Batches consumed so far; global_step counts optimizer steps (one optimizer assumed).
+            start_step = trainer.global_step * trainer.accumulate_grad_batches
+        return StepBatchSampler(
+            len(self.train_dataset), self.batch_size, seed=self.seed, rank=rank, world_size=world_size,
+            start_step=start_step,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Endless training batches, resuming at the attached trainer's progress."""
+        sampler = self.train_sampler()
+        return DataLoader(self.train_dataset, batch_sampler=sampler, **self._loader_kwargs())
+
+    def val_dataloader(self) -> DataLoader:
+        """All validation items in order, in batches of ``val_batch_size or batch_size``."""
+        self.setup("validate")
+        batch_size = self.val_batch_size or self.batch_size
+        kwargs = self._loader_kwargs()
+        return DataLoader(self.val_dataset, batch_size=batch_size, shuffle=False, drop_last=False, **kwargs)
+
+    def real_samples(self, split: str = "train", n: int | None = None) -> torch.Tensor:
+        """The first ``n`` (default: all) data points of ``split`` ("train" or "val") as one tensor."""
+        if split not in ("train", "val"):
+            raise ValueError(f"split={split!r} must be 'train' or 'val'")
+        self.setup()
+        x = (self.train_dataset if split == "train" else self.val_dataset).tensors[0]
+        if n is not None:
+            if not 0 <= n <= len(x):
+                raise ValueError(f"asked for n={n} {split} samples but {self.name} has {len(x)}")
+            x = x[:n]
+        return x

@@ -1,0 +1,62 @@
+"""Exponential moving average of network weights with a warm-up of the decay.
+
+A fixed decay of 0.999 from step 0 keeps (0.999)^1000 = 37% of the random initial weights after
+1,000 steps. The decay therefore grows with the step count as in k-diffusion's ``EMAWarmup`` and
+diffusers' ``EMAModel(use_ema_warmup=True)``:
+
+    decay(step) = clamp(1 - (1 + step / inv_gamma) ** (-power), 0, max_decay)
+
+``power = 2/3`` suits runs of up to ~1M steps (decay 0.999 at ~31k steps); ``power = None`` uses
+``max_decay`` from the first step.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+__all__ = ["ExponentialMovingAverage"]
+
+
+class ExponentialMovingAverage(nn.Module):
+    """Holds ``shadow``, an averaged copy of a network, updated with :meth:`update` after each optimizer step."""
+
+    def __init__(self, model: nn.Module, max_decay: float = 0.9999, power: float | None = 2.0 / 3.0, inv_gamma: float = 1.0) -> None:
+        super().__init__()
+        if not 0.0 <= max_decay < 1.0:
+            raise ValueError(f"ema.decay={max_decay!r} must lie in [0, 1)")
+        if power is not None and not power > 0:
+            raise ValueError(f"ema.power={power!r} must be > 0 (or null for a constant decay)")
+        if not inv_gamma > 0:
+            raise ValueError(f"ema.inv_gamma={inv_gamma!r} must be > 0")
+        self.max_decay, self.power, self.inv_gamma = max_decay, power, inv_gamma
+        self.shadow = copy.deepcopy(model).eval()
+        self.shadow.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "ExponentialMovingAverage":
+        """The shadow network always stays in eval mode (no dropout when it is sampled from)."""
+        super().train(mode)
+        self.shadow.eval()
+        return self
+
+    def decay_at(self, step: int) -> float:
+        """The decay used for the update after optimizer step ``step`` (counting from 0)."""
+        if self.power is None:
+            return self.max_decay
+        value = 1.0 - (1.0 + step / self.inv_gamma) ** (-self.power)
+        return min(max(value, 0.0), self.max_decay)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> float:
+        """shadow <- d * shadow + (1 - d) * model for parameters; buffers are copied. Returns d."""
+        decay = self.decay_at(step)
+        ema_params = list(self.shadow.parameters())
+        params = [p.detach() for p in model.parameters()]
+        if len(ema_params) != len(params):
+            raise RuntimeError("EMA shadow and model have different parameter lists")
+        torch._foreach_lerp_(ema_params, [p.to(e.dtype) for p, e in zip(params, ema_params)], 1.0 - decay)
+        for eb, b in zip(self.shadow.buffers(), model.buffers()):
+            eb.copy_(b)
+        return decay

@@ -1,0 +1,133 @@
+"""DiffusionModule: wires a backbone, a noise schedule and an objective into a LightningModule."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from difflab.diffusion import DiffusionObjective, GaussianDiffusion, NoiseSchedule
+from difflab.ema import ExponentialMovingAverage
+from difflab.samplers import Sampler
+from difflab.samplers.base import randn_like
+from difflab.utils.seeding import derive_seed, per_sample_generators, rank_seed
+
+__all__ = ["DiffusionModule", "CHECKPOINT_KEY"]
+
+CHECKPOINT_KEY = "difflab"
+
+
+def linear_warmup(warmup_steps: int) -> Callable[[int], float]:
+    """LR multiplier rising linearly from 1/warmup_steps to 1 over ``warmup_steps`` optimizer steps."""
+    return lambda step: min(1.0, (step + 1) / warmup_steps)
+
+
+class DiffusionModule(pl.LightningModule):
+    """Trains ``backbone`` to denoise under ``schedule`` with ``objective``; samples from the EMA weights.
+
+    Randomness of a training step (timesteps, noise, dropout) is seeded from (seed, rank, global step),
+    so a resumed run draws exactly what an uninterrupted one would have.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        schedule: NoiseSchedule,
+        objective: DiffusionObjective,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        data_shape: Sequence[int],
+        warmup_steps: int = 0,
+        ema_decay: float | None = 0.9999,
+        ema_power: float | None = 2.0 / 3.0,
+        seed: int = 0,
+        num_classes: int | None = None,
+        run_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps={warmup_steps!r} must be >= 0")
+        self.backbone = backbone
+        self.schedule = schedule
+        self.diffusion = GaussianDiffusion(schedule)
+        self.objective = objective
+        self.optimizer_factory = optimizer
+        self.data_shape = tuple(int(d) for d in data_shape)
+        self.warmup_steps = warmup_steps
+        self.seed = seed
+        self.num_classes = num_classes
+        self.ema = ExponentialMovingAverage(backbone, ema_decay, ema_power) if ema_decay is not None else None
+        self.run_config = run_config
+
+    # ----------------------------------------------------------------------------------- networks
+    def sampling_network(self, use_ema: bool = True) -> nn.Module:
+        """The EMA network when there is one and ``use_ema``, else the raw backbone."""
+        return self.ema.shadow if (use_ema and self.ema is not None) else self.backbone
+
+    def model_fn(self, network: nn.Module, y: torch.Tensor | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``model_fn(x_t, t)`` for samplers, with labels ``y`` bound when the backbone is conditional."""
+        if y is None:
+            return lambda x, t: network(x, t)
+        return lambda x, t: network(x, t, y)
+
+    # ----------------------------------------------------------------------------------- training
+    def _step_seed(self, batch_idx: int) -> int:
+        micro = batch_idx % max(1, self.trainer.accumulate_grad_batches)
+        return derive_seed(rank_seed(self.seed, self.global_rank, self.trainer.world_size), self.global_step, micro)
+
+    def _loss(self, batch: Sequence[torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
+        x0, y = batch[0], (batch[1] if len(batch) > 1 and self.num_classes else None)
+        t = torch.randint(0, self.schedule.num_timesteps, (x0.shape[0],), device=x0.device, generator=generator)
+        noise = randn_like(x0, generator)
+        network = self.backbone if y is None else partial(self.backbone, y=y)
+        return self.objective(network, self.diffusion, x0, t, noise).mean()
+
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        torch.manual_seed(self._step_seed(batch_idx))
+        loss = self._loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch[0].shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None and (batch_idx + 1) % max(1, self.trainer.accumulate_grad_batches) == 0:
+            decay = self.ema.update(self.backbone, self.global_step - 1)
+            self.log("train/ema_decay", decay, on_step=True, on_epoch=False)
+
+    def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        # The same timesteps and noise for a given validation batch at every evaluation: losses are comparable.
+        generator = torch.Generator(device=batch[0].device).manual_seed(derive_seed(self.seed, 7919, batch_idx))
+        loss = self._loss(batch, generator)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch[0].shape[0])
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.backbone.parameters())
+        if self.warmup_steps == 0:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup(self.warmup_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----------------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def sample(
+        self,
+        sampler: Sampler,
+        num_samples: int,
+        seed: int = 0,
+        start_index: int = 0,
+        y: torch.Tensor | None = None,
+        use_ema: bool = True,
+    ) -> torch.Tensor:
+        """Draw samples ``start_index .. start_index + num_samples - 1``; sample i depends only on (seed, i)."""
+        generators = per_sample_generators(seed, range(start_index, start_index + num_samples), self.device)
+        x_T = randn_like(torch.empty(num_samples, *self.data_shape, device=self.device), generators)
+        network = self.sampling_network(use_ema)
+        return sampler.sample(self.model_fn(network, y), x_T, self.objective.prediction_type, generators)
+
+    # ----------------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"config": self.run_config, "data_shape": list(self.data_shape)}

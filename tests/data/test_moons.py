@@ -1,0 +1,86 @@
+"""MoonsDataModule: make_moons points mapped into [-1, 1], labels = moon id, invertible map, Hydra config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from sklearn.datasets import make_moons
+
+from difflab.data import MoonsDataModule
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset" / "moons.yaml"
+
+
+@pytest.fixture(scope="module")
+def dm() -> MoonsDataModule:
+    dm = MoonsDataModule()
+    dm.setup("fit")
+    return dm
+
+
+def test_shapes_and_range(dm: MoonsDataModule) -> None:
+    x_tr, y_tr = dm.train_dataset.tensors
+    x_va, y_va = dm.val_dataset.tensors
+    assert x_tr.shape == (9000, 2) and x_va.shape == (1000, 2) and dm.data_shape == (2,)
+    assert x_tr.dtype == torch.float32 and y_tr.dtype == torch.long
+    x = torch.cat([x_tr, x_va])
+    assert x.abs().max() < 1.0
+    assert x.abs().amax(0).min() > 0.6  # both coordinates use most of [-1, 1]
+
+
+def test_labels_are_the_moon_and_balanced(dm: MoonsDataModule) -> None:
+    x = dm.from_data_space(torch.cat([dm.train_dataset.tensors[0], dm.val_dataset.tensors[0]]))
+    y = torch.cat([dm.train_dataset.tensors[1], dm.val_dataset.tensors[1]])
+    assert torch.bincount(y).tolist() == [5000, 5000]
+    assert 0.45 < dm.train_dataset.tensors[1].float().mean() < 0.55
+    # make_moons geometry: moon 0 is the upper half of the unit circle about (0, 0), moon 1 the lower half of
+    # the unit circle about (1, 0.5); noise 0.05 keeps points within ~0.25 of their own arc.
+    r0 = (x - torch.tensor([0.0, 0.0])).norm(dim=1)
+    r1 = (x - torch.tensor([1.0, 0.5])).norm(dim=1)
+    assert (r0[y == 0] - 1).abs().max() < 0.25 and (x[y == 0, 1] > -0.25).all()
+    assert (r1[y == 1] - 1).abs().max() < 0.25 and (x[y == 1, 1] < 0.75).all()
+
+
+def test_matches_sklearn_and_round_trips(dm: MoonsDataModule) -> None:
+    raw, labels = make_moons(n_samples=10000, noise=0.05, random_state=0)
+    raw = torch.from_numpy(raw).float()
+    got = dm.from_data_space(dm.real_samples("train"))
+    assert torch.allclose(got, raw[:9000], atol=1e-5)
+    assert torch.equal(dm.val_dataset.tensors[1], torch.from_numpy(labels[9000:]).long())
+    assert torch.allclose(dm.to_data_space(dm.from_data_space(dm.real_samples("val"))), dm.real_samples("val"))
+
+
+def test_data_does_not_depend_on_the_training_seed() -> None:
+    a, b = MoonsDataModule(seed=1, num_samples=200), MoonsDataModule(seed=2, num_samples=200)
+    assert torch.equal(a.real_samples("train"), b.real_samples("train"))
+    c = MoonsDataModule(data_seed=1, num_samples=200)
+    assert not torch.equal(a.real_samples("train"), c.real_samples("train"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"data_dim": 3}, "data_dim"),
+        ({"channels": 1}, "channels"),
+        ({"image_size": 8}, "image_size"),
+        ({"num_classes": 3}, "num_classes"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"noise": -0.1}, "noise"),
+        ({"batch_size": -1}, "batch_size"),
+    ],
+)
+def test_bad_config_is_rejected(kwargs: dict, key: str) -> None:
+    with pytest.raises(ValueError, match=rf"dataset\.{key}"):
+        MoonsDataModule(**kwargs)
+
+
+def test_hydra_config_instantiates() -> None:
+    cfg = OmegaConf.create({"seed": 3, "dataset": OmegaConf.load(CONF)})
+    dm = instantiate(cfg.dataset)
+    assert isinstance(dm, MoonsDataModule) and dm.seed == 3 and dm.batch_size == 512
+    assert cfg.dataset.data_dim == 2 and cfg.dataset.channels is None and cfg.dataset.image_size is None
+    assert cfg.dataset.num_classes == dm.num_classes == 2 and cfg.dataset.name == dm.name == "moons"
