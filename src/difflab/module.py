@@ -92,9 +92,11 @@ class DiffusionModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch[0].shape[0])
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.ema is not None and (batch_idx + 1) % max(1, self.trainer.accumulate_grad_batches) == 0:
-            decay = self.ema.update(self.backbone, self.global_step - 1)
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        # The EMA is updated as part of the optimizer step, so any checkpoint taken after the step holds both.
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self.ema is not None:
+            decay = self.ema.update(self.backbone, self.global_step)
             self.log("train/ema_decay", decay, on_step=True, on_epoch=False)
 
     def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:

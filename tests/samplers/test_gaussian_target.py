@@ -199,7 +199,8 @@ def test_ddim_variance_bias_shrinks_at_first_order(schedule, eta):
     b50, b200 = 1 - v50 / S**2, 1 - v200 / S**2
     assert np.all(b50 > 0) and np.all(b200 > 0)
     assert np.all((b50 / b200 > 2.5) & (b50 / b200 < 5.0)), b50 / b200
-    # sample-level: 200-step eta=0 samples are within sampling error + 5.5% of the target variance
+    # Sample level, against the target itself: at 200 steps the exact-chain variance bias is 5.1/2.0/1.6 % (eta=0)
+    # and 11.9/4.8/3.4 % (eta=1) for S = 0.25/0.8/1.5, so allow sampling error plus 5.5 % / 12.5 %.
     _, x = _run(schedule, "ddim", seed=41, steps=200, eta=eta)
     v = x.var(0, ddof=1)
     assert np.all(np.abs(v - S**2) < Z * S**2 * math.sqrt(2 / N_SAMPLES) + (0.055 if eta == 0 else 0.125) * S**2)
@@ -265,7 +266,8 @@ def test_ddim_converges_to_pf_ode_at_first_order(schedule, spacing):
 @pytest.mark.parametrize("prediction_type", ["x0", "v"])
 def test_prediction_types_give_the_same_ddim_output(schedule, prediction_type):
     sampler = make_sampler("ddim", schedule=schedule, steps=50, eta=0.0)
-    for dtype, atol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+    # measured max differences: ~8e-15 (float64), ~3.3e-6 (float32)
+    for dtype, atol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
         x_T = marginal_sample(int(sampler.timesteps[0]), 2000, seed=3, dtype=dtype)
         ref = sampler.sample(optimal_model("eps"), x_T, prediction_type="eps")
         out = sampler.sample(optimal_model(prediction_type), x_T, prediction_type=prediction_type)
@@ -279,7 +281,7 @@ def test_prediction_types_agree_for_stochastic_samplers(schedule, name, kwargs, 
     x_T = marginal_sample(int(sampler.timesteps[0]), 500, seed=4, dtype=torch.float64)
     ref = sampler.sample(optimal_model("eps"), x_T, "eps", torch.Generator().manual_seed(9))
     out = sampler.sample(optimal_model(prediction_type), x_T, prediction_type, torch.Generator().manual_seed(9))
-    np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=0, atol=1e-12)
 
 
 def test_ddim_eta1_is_ddpm_fixed_small(schedule):
@@ -313,9 +315,14 @@ def test_nfe_equals_steps(schedule, name, kwargs, expected):
         assert sampler.nfe == expected == model.calls
 
 
+def _x_T_for_seed(s: int) -> np.ndarray:
+    return torch.randn(3, generator=torch.Generator().manual_seed(1000 + s), dtype=torch.float64).numpy()[None]
+
+
 def _per_sample_run(schedule, name, kwargs, seeds):
+    """Sample i has its own x_T and its own noise generator, both determined by seeds[i] alone."""
     sampler = make_sampler(name, schedule=schedule, **kwargs)
-    x_T = torch.stack([torch.randn(3, generator=torch.Generator().manual_seed(1000 + s), dtype=torch.float64) for s in seeds])
+    x_T = torch.from_numpy(np.concatenate([_x_T_for_seed(s) for s in seeds]))
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     return sampler.sample(optimal_model(), x_T, generator=gens).numpy()
 
@@ -338,10 +345,6 @@ def test_per_sample_generators_are_batch_invariant(schedule, name, kwargs):
     pair = sampler.sample(optimal_model(), x_T, generator=[torch.Generator().manual_seed(0), torch.Generator().manual_seed(99)]).numpy()
     np.testing.assert_allclose(pair[0], full[0], rtol=0, atol=1e-12)
     assert np.abs(pair[0] - pair[1]).min() > 1e-3
-
-
-def _x_T_for_seed(s: int) -> np.ndarray:
-    return torch.randn(3, generator=torch.Generator().manual_seed(1000 + s), dtype=torch.float64).numpy()[None]
 
 
 def test_generator_list_length_must_match_batch(schedule):

@@ -1,0 +1,19 @@
+"""One training and one validation batch through the real entry point, for every dataset."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import compose_config
+from difflab.train import train
+
+BACKBONE = {"moons": "mlp", "digits": "unet_tiny", "shapes": "unet_small"}
+
+
+@pytest.mark.parametrize("dataset", sorted(BACKBONE))
+def test_fast_dev_run(dataset, tmp_path, hydra_cleanup):
+    cfg = compose_config("train", [f"dataset={dataset}", f"backbone={BACKBONE[dataset]}", "debug=fdr"], tmp_path)
+    metrics = train(cfg)
+    assert metrics["train/loss"] > 0 and metrics["val/loss"] > 0
+    assert (tmp_path / "samples" / "final.png").is_file()
+    assert (tmp_path / "resolved_config.yaml").is_file()
