@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 from unittest import mock
+
+import torch
 
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers import subprocess_script
@@ -47,6 +50,16 @@ def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
 
 
 class _HydraJobLauncher(_SubprocessScriptLauncher):
+    def launch(self, function: Callable, *args: Any, trainer: Any = None, **kwargs: Any) -> Any:
+        # Leave the process as it was found, so that the next job of a sweep starts its own process group
+        # and children instead of believing it is a child of this one.
+        with restore_distributed_env():
+            try:
+                return super().launch(function, *args, trainer=trainer, **kwargs)
+            finally:
+                if torch.distributed.is_available() and torch.distributed.is_initialized():
+                    torch.distributed.destroy_process_group()
+
     def _call_children_scripts(self) -> None:
         from hydra.core.hydra_config import HydraConfig
 

@@ -34,7 +34,8 @@ def sample(cfg: DictConfig) -> Path:
         checkpoint = load_checkpoint(cfg.ckpt_path)
         module, train_cfg = module_from_checkpoint(checkpoint)
         # The sampler node may refer to the trained schedule (e.g. ${schedule.num_timesteps}).
-        merged = OmegaConf.merge(train_cfg, {"sampler": OmegaConf.to_container(cfg.sampler, resolve=False)})
+        merged = train_cfg.copy()
+        OmegaConf.update(merged, "sampler", OmegaConf.to_container(cfg.sampler, resolve=False), merge=False)
         sampler = build_sampler(merged.sampler, module.schedule)
         module.to(resolve_device(cfg.device))
 

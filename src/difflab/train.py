@@ -18,7 +18,6 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from difflab.builders import build_datamodule, build_module, build_sampler, to_container
 from difflab.cli import CONFIG_DIR, reported_as_config_error, user_errors
-from difflab.distributed import restore_distributed_env
 
 __all__ = ["train", "main"]
 
@@ -56,7 +55,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Console entry point ``difflab-train``; returns ``cfg.optimized_metric`` for sweepers when set."""
-    with user_errors("difflab-train"), restore_distributed_env():
+    with user_errors("difflab-train"):
         metrics = train(cfg)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None

@@ -1,0 +1,35 @@
+"""difflab-sample rebuilds the model from a checkpoint alone; samples do not depend on the batch size."""
+
+from __future__ import annotations
+
+import torch
+
+from conftest import compose_config, run_cli
+from difflab.train import train
+
+
+def test_sample_from_checkpoint(tmp_path, hydra_cleanup):
+    run = tmp_path / "run"
+    train(compose_config("train", ["dataset=moons", "backbone=mlp", "trainer.max_steps=3", "callbacks.rich_progress_bar=null",
+                                   "callbacks.model_checkpoint.every_n_train_steps=3", "sampler.steps=4"], run))
+    ckpt = run / "checkpoints" / "last.ckpt"
+    outs = []
+    for batch_size in (20, 7):
+        out = tmp_path / f"samples_bs{batch_size}"
+        result = run_cli("sample", f"ckpt_path={ckpt}", "n=20", f"batch_size={batch_size}", "sampler=ddpm", "sampler.steps=10",
+                         f"hydra.run.dir={out}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "10 model evaluations" in result.stdout
+        assert (out / "samples.png").is_file()
+        outs.append(torch.load(out / "samples.pt", weights_only=True))
+    assert outs[0].shape == (20, 2)
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)  # batched matmuls round differently
+
+
+def test_sample_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
+    bogus = tmp_path / "bogus.ckpt"
+    torch.save({"state_dict": {}}, bogus)
+    result = run_cli("sample", f"ckpt_path={bogus}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "is not a difflab checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
