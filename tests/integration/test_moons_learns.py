@@ -1,0 +1,42 @@
+"""difflab-train experiment=moons learns the two moons: samples lie on the curves, both moons filled."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from conftest import compose_config
+from difflab.data import MoonsDataModule
+from difflab.samplers import make_sampler
+from difflab.train import train
+
+
+def distance_to_moons(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance of each point to the noiseless two-moons curves of scikit-learn, and which moon is nearer."""
+    theta = np.linspace(0, math.pi, 2001)
+    upper = np.stack([np.cos(theta), np.sin(theta)], 1)
+    lower = np.stack([1 - np.cos(theta), 0.5 - np.sin(theta)], 1)
+    d_upper = np.linalg.norm(points[:, None] - upper[None], axis=2).min(1)
+    d_lower = np.linalg.norm(points[:, None] - lower[None], axis=2).min(1)
+    return np.minimum(d_upper, d_lower), (d_lower < d_upper).astype(int)
+
+
+def test_moons_are_learned(tmp_path, hydra_cleanup):
+    cfg = compose_config("train", ["experiment=moons", "trainer.max_steps=3000", "callbacks.rich_progress_bar=null",
+                                   "callbacks.sample_grid.every_n_steps=100000", "callbacks.sample_grid.num_samples=16"], tmp_path)
+    train(cfg)
+    from difflab.checkpoints import load_checkpoint, module_from_checkpoint
+
+    module, _ = module_from_checkpoint(load_checkpoint(tmp_path / "checkpoints" / "last.ckpt"))
+    samples = module.sample(make_sampler("ddpm", schedule=module.schedule, steps=1000), 2000, seed=1)
+    points = MoonsDataModule.from_data_space(samples).numpy()
+    dist, moon = distance_to_moons(points)
+    # The data has Gaussian noise of std 0.05 around the curves: 3 std = 0.15.
+    print("fraction on moons", np.mean(dist < 0.15), "balance", moon.mean())
+    assert np.mean(dist < 0.15) > 0.9, f"only {np.mean(dist < 0.15):.2%} of samples lie on the moons"
+    assert 0.35 < moon.mean() < 0.65, f"moon balance {moon.mean():.2f}"
+    # Untrained noise would not pass: a standard normal in data space is mostly off the curves.
+    noise_dist, _ = distance_to_moons(MoonsDataModule.from_data_space(torch.randn(2000, 2)).numpy())
+    assert np.mean(noise_dist < 0.15) < 0.5
