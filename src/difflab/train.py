@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ from difflab.builders import build_datamodule, build_module, build_sampler, to_c
 from difflab.cli import CONFIG_DIR, reported_as_config_error, user_errors
 
 __all__ = ["train", "main"]
+
+# The EMA copy of the network stays in eval mode on purpose; Lightning's pytree deprecation notice is internal.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
 def instantiate_all(node: DictConfig | None) -> list[Any]:
