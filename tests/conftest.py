@@ -46,6 +46,16 @@ def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: float = 6
 
 
 @pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread: tiny tensor work gains nothing from two, and spin-waiting threads
+    are many times slower when the two cores are shared with other processes."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def hydra_cleanup():
     """Clear Hydra's global state after a test that composed configs."""
     yield

@@ -13,7 +13,7 @@ from difflab.module import DiffusionModule
 from difflab.samplers import Sampler
 from difflab.diffusion import NoiseSchedule
 
-__all__ = ["build_datamodule", "build_schedule", "build_sampler", "build_module", "to_container"]
+__all__ = ["build_datamodule", "build_schedule", "build_sampler", "build_backbone", "build_module", "to_container"]
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
@@ -36,18 +36,33 @@ def build_sampler(sampler_cfg: DictConfig, schedule: NoiseSchedule) -> Sampler:
     return instantiate(sampler_cfg)(schedule=schedule)
 
 
+def build_backbone(cfg: DictConfig, data_shape: tuple[int, ...], objective: Any) -> Any:
+    """The backbone, sized for the objective's outputs and, with ``conditioning.enabled``, the dataset's classes."""
+    factor = getattr(objective, "output_channels_factor", 1)
+    overrides: dict[str, Any] = {"out_channels": data_shape[0] * factor}
+    if cfg.conditioning.enabled:
+        num_classes = cfg.dataset.get("num_classes")
+        if not num_classes:
+            raise ValueError(f"conditioning.enabled=true needs a labelled dataset; dataset.name={cfg.dataset.get('name')!r} has no classes")
+        overrides["num_classes"] = num_classes
+    return instantiate(cfg.backbone, **overrides)
+
+
 def build_module(cfg: DictConfig, data_shape: tuple[int, ...], run_config: dict[str, Any] | None = None) -> DiffusionModule:
-    """The DiffusionModule described by ``cfg`` (backbone, schedule, objective, optim, ema, seed)."""
+    """The DiffusionModule described by ``cfg`` (backbone, schedule, objective, optim, ema, conditioning, seed)."""
+    objective = instantiate(cfg.objective)
+    backbone = build_backbone(cfg, data_shape, objective)
     return DiffusionModule(
-        backbone=instantiate(cfg.backbone),
+        backbone=backbone,
         schedule=build_schedule(cfg),
-        objective=instantiate(cfg.objective),
+        objective=objective,
         optimizer=instantiate(cfg.optim.optimizer),
         data_shape=data_shape,
         warmup_steps=cfg.optim.warmup_steps,
         ema_decay=cfg.ema.decay if cfg.ema.enabled else None,
         ema_power=cfg.ema.power,
         seed=cfg.seed,
-        num_classes=cfg.backbone.get("num_classes"),
+        num_classes=getattr(backbone, "num_classes", None),
+        label_dropout=cfg.conditioning.label_dropout if cfg.conditioning.enabled else 0.0,
         run_config=run_config,
     )

@@ -13,6 +13,7 @@ from difflab.diffusion import DiffusionObjective, GaussianDiffusion, NoiseSchedu
 from difflab.ema import ExponentialMovingAverage
 from difflab.samplers import Sampler
 from difflab.samplers.base import randn_like
+from difflab.samplers.guidance import class_labels, guided_model_fn
 from difflab.utils.seeding import derive_seed, per_sample_generators, rank_seed
 
 __all__ = ["DiffusionModule", "CHECKPOINT_KEY"]
@@ -44,6 +45,7 @@ class DiffusionModule(pl.LightningModule):
         ema_power: float | None = 2.0 / 3.0,
         seed: int = 0,
         num_classes: int | None = None,
+        label_dropout: float = 0.0,
         run_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -58,6 +60,9 @@ class DiffusionModule(pl.LightningModule):
         self.warmup_steps = warmup_steps
         self.seed = seed
         self.num_classes = num_classes
+        if not 0.0 <= label_dropout < 1.0:
+            raise ValueError(f"conditioning.label_dropout={label_dropout!r} must lie in [0, 1)")
+        self.label_dropout = label_dropout
         self.ema = ExponentialMovingAverage(backbone, ema_decay, ema_power) if ema_decay is not None else None
         self.run_config = run_config
 
@@ -66,11 +71,13 @@ class DiffusionModule(pl.LightningModule):
         """The EMA network when there is one and ``use_ema``, else the raw backbone."""
         return self.ema.shadow if (use_ema and self.ema is not None) else self.backbone
 
-    def model_fn(self, network: nn.Module, y: torch.Tensor | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """``model_fn(x_t, t)`` for samplers, with labels ``y`` bound when the backbone is conditional."""
-        if y is None:
+    def model_fn(
+        self, network: nn.Module, y: torch.Tensor | None = None, guidance_scale: float = 1.0
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``model_fn(x_t, t)`` for samplers: labels ``y`` bound and classifier-free guidance applied when conditional."""
+        if y is None or self.num_classes is None:
             return lambda x, t: network(x, t)
-        return lambda x, t: network(x, t, y)
+        return guided_model_fn(network, y, self.num_classes, guidance_scale)
 
     # ----------------------------------------------------------------------------------- training
     def _step_seed(self, batch_idx: int) -> int:
@@ -79,6 +86,10 @@ class DiffusionModule(pl.LightningModule):
 
     def _loss(self, batch: Sequence[torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
         x0, y = batch[0], (batch[1] if len(batch) > 1 and self.num_classes else None)
+        if y is not None and self.training and self.label_dropout > 0:
+            # Classifier-free guidance training: some labels become the null label num_classes.
+            drop = torch.rand(y.shape, device=y.device, generator=generator) < self.label_dropout
+            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
         t = torch.randint(0, self.schedule.num_timesteps, (x0.shape[0],), device=x0.device, generator=generator)
         noise = randn_like(x0, generator)
         network = self.backbone if y is None else partial(self.backbone, y=y)
@@ -121,14 +132,21 @@ class DiffusionModule(pl.LightningModule):
         num_samples: int,
         seed: int = 0,
         start_index: int = 0,
-        y: torch.Tensor | None = None,
+        class_label: int | str | None = "all",
+        guidance_scale: float = 1.0,
         use_ema: bool = True,
     ) -> torch.Tensor:
-        """Draw samples ``start_index .. start_index + num_samples - 1``; sample i depends only on (seed, i)."""
-        generators = per_sample_generators(seed, range(start_index, start_index + num_samples), self.device)
+        """Draw samples ``start_index .. start_index + num_samples - 1``; sample i depends only on (seed, i).
+
+        For a class-conditional model ``class_label`` is ``"all"`` (sample i gets class i % K), a class
+        index, or ``"none"`` (the null label); ``guidance_scale`` is the classifier-free guidance weight.
+        """
+        indices = range(start_index, start_index + num_samples)
+        generators = per_sample_generators(seed, indices, self.device)
         x_T = randn_like(torch.empty(num_samples, *self.data_shape, device=self.device), generators)
-        network = self.sampling_network(use_ema)
-        return sampler.sample(self.model_fn(network, y), x_T, self.objective.prediction_type, generators)
+        y = class_labels(class_label, indices, self.num_classes, self.device)
+        model_fn = self.model_fn(self.sampling_network(use_ema), y, guidance_scale)
+        return sampler.sample(model_fn, x_T, self.objective.prediction_type, generators)
 
     # ----------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from difflab.builders import build_sampler
 from difflab.checkpoints import load_checkpoint, module_from_checkpoint
 from difflab.cli import CONFIG_DIR, ConfigError, reported_as_config_error, user_errors
+from difflab.samplers.guidance import class_labels
 from difflab.utils.images import save_samples_image
 
 __all__ = ["sample", "main"]
@@ -37,18 +38,22 @@ def sample(cfg: DictConfig) -> Path:
         merged = train_cfg.copy()
         OmegaConf.update(merged, "sampler", OmegaConf.to_container(cfg.sampler, resolve=False), merge=False)
         sampler = build_sampler(merged.sampler, module.schedule)
+        class_labels(cfg.class_label, range(1), module.num_classes)  # reject a bad label before any work
         module.to(resolve_device(cfg.device))
 
     batches = []
     for start in range(0, cfg.n, cfg.batch_size):
         count = min(cfg.batch_size, cfg.n - start)
-        batches.append(module.sample(sampler, count, seed=cfg.seed, start_index=start, use_ema=cfg.use_ema).cpu())
+        batches.append(module.sample(
+            sampler, count, seed=cfg.seed, start_index=start, class_label=cfg.class_label,
+            guidance_scale=cfg.guidance_scale, use_ema=cfg.use_ema,
+        ).cpu())
     samples = torch.cat(batches)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(samples, out / "samples.pt")
     save_samples_image(samples, out / "samples.png")
-    meta = {"ckpt_path": str(cfg.ckpt_path), "n": cfg.n, "seed": cfg.seed, "use_ema": cfg.use_ema, "nfe": sampler.nfe,
+    meta = {"ckpt_path": str(cfg.ckpt_path), "n": cfg.n, "seed": cfg.seed, "use_ema": cfg.use_ema, "class_label": cfg.class_label, "guidance_scale": cfg.guidance_scale, "nfe": sampler.nfe,
             "sampler": OmegaConf.to_container(merged.sampler, resolve=True)}
     OmegaConf.save(OmegaConf.create(meta), out / "samples.yaml")
     print(f"difflab-sample: wrote {cfg.n} samples to {out / 'samples.pt'} and {out / 'samples.png'} ({sampler.nfe} model evaluations per batch)")

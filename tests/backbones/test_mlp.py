@@ -6,13 +6,7 @@ import torch
 from difflab.backbones import MLP, count_parameters
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from 2 threads, and intra-op spin-waiting is ~10x slower on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_default_size_and_shapes():
@@ -20,7 +14,7 @@ def test_default_size_and_shapes():
     assert 40_000 <= count_parameters(model) <= 80_000
     x, t = torch.randn(16, 2), torch.randint(0, 1000, (16,))
     assert model(x, t).shape == (16, 2)
-    assert MLP(data_dim=5, out_dim=3, num_layers=2, hidden_dim=32)(torch.randn(4, 5), t[:4]).shape == (4, 3)
+    assert MLP(data_dim=5, out_channels=3, num_layers=2, hidden_dim=32)(torch.randn(4, 5), t[:4]).shape == (4, 3)
 
 
 def test_scalar_timestep_is_broadcast():
@@ -45,7 +39,7 @@ def test_class_conditioning_and_null_label():
     out0, out1 = model(x, t, torch.zeros(6, dtype=torch.long)), model(x, t, torch.ones(6, dtype=torch.long))
     assert out0.shape == (6, 2) and (out0 - out1).abs().mean() > 1e-3
     torch.testing.assert_close(model(x, t), model(x, t, torch.full((6,), 3)))
-    assert model.label_embed.num_embeddings == 4
+    assert model.cond.label_embed.num_embeddings == 4
 
 
 def test_labels_rejected_without_num_classes():

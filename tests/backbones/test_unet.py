@@ -9,13 +9,7 @@ TINY = dict(in_channels=1, image_size=8, base_channels=16, channel_mults=(1, 2),
             attention_resolutions=(4,), dropout=0.0, num_groups=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from 2 threads, and intra-op spin-waiting is ~10x slower on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def perturb_zero_init(model: torch.nn.Module, std: float = 0.05) -> torch.nn.Module:
@@ -88,7 +82,7 @@ def test_class_conditioning_and_null_label():
     out0, out2 = model(x, t, torch.zeros(4, dtype=torch.long)), model(x, t, torch.full((4,), 2))
     assert (out0 - out2).abs().mean() > 1e-3
     torch.testing.assert_close(model(x, t), model(x, t, torch.full((4,), 4)))
-    assert model.label_embed.num_embeddings == 5
+    assert model.cond.label_embed.num_embeddings == 5
 
 
 def test_labels_rejected_without_num_classes():

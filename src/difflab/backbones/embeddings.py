@@ -67,3 +67,20 @@ def expand_timesteps(t: Tensor, batch: int) -> Tensor:
     if t.shape != (batch,):
         raise ValueError(f"timesteps t must have shape [{batch}], got {tuple(t.shape)}")
     return t
+
+
+class ConditionEmbedding(nn.Module):
+    """The vector a backbone is conditioned on: an embedding of the timestep plus, for a class-conditional
+    backbone, ``nn.Embedding(num_classes + 1, dim)`` of the label (index ``num_classes`` is the null label)."""
+
+    def __init__(self, time_embed: nn.Module, dim: int, num_classes: int | None = None):
+        super().__init__()
+        self.time_embed = time_embed
+        self.num_classes = num_classes
+        self.label_embed = nn.Embedding(num_classes + 1, dim) if num_classes is not None else None
+
+    def forward(self, t: Tensor, y: Tensor | None, batch: int, device: torch.device) -> Tensor:
+        """[B, dim] embedding of timesteps ``t`` and labels ``y`` (None: the null label, or no label)."""
+        emb = self.time_embed(expand_timesteps(t, batch))
+        y = resolve_labels(y, self.num_classes, batch, device)
+        return emb if y is None else emb + self.label_embed(y)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .embeddings import SinusoidalTimeEmbedding, expand_timesteps, resolve_labels
+from .embeddings import ConditionEmbedding, SinusoidalTimeEmbedding
 
 __all__ = ["MLP"]
 
@@ -39,7 +39,7 @@ class MLP(nn.Module):
         num_layers: int = 3,
         time_embed_dim: int = 64,
         num_classes: int | None = None,
-        out_dim: int | None = None,
+        out_channels: int | None = None,
         dropout: float = 0.0,
     ):
         super().__init__()
@@ -52,27 +52,24 @@ class MLP(nn.Module):
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"backbone.num_classes must be None or >= 1, got {num_classes}")
         self.data_dim, self.num_classes = data_dim, num_classes
-        self.out_dim = out_dim if out_dim is not None else data_dim
+        self.out_channels = out_channels if out_channels is not None else data_dim
 
-        self.time_embed = nn.Sequential(
+        time_embed = nn.Sequential(
             SinusoidalTimeEmbedding(time_embed_dim),
             nn.Linear(time_embed_dim, time_embed_dim),
             nn.SiLU(),
             nn.Linear(time_embed_dim, hidden_dim),
         )
-        self.label_embed = nn.Embedding(num_classes + 1, hidden_dim) if num_classes is not None else None
+        self.cond = ConditionEmbedding(time_embed, hidden_dim, num_classes)
         self.input = nn.Linear(data_dim, hidden_dim)
         self.blocks = nn.ModuleList(_ResBlock(hidden_dim, dropout) for _ in range(num_layers))
-        self.out = nn.Sequential(nn.LayerNorm(hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, self.out_dim))
+        self.out = nn.Sequential(nn.LayerNorm(hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, self.out_channels))
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        """``x``: [B, data_dim], ``t``: [B] timesteps, ``y``: optional [B] labels -> [B, out_dim]."""
+        """``x``: [B, data_dim], ``t``: [B] timesteps, ``y``: optional [B] labels -> [B, out_channels]."""
         if x.ndim != 2 or x.shape[1] != self.data_dim:
             raise ValueError(f"MLP expects x of shape [B, {self.data_dim}], got {tuple(x.shape)}")
-        emb = self.time_embed(expand_timesteps(t, x.shape[0]))
-        y = resolve_labels(y, self.num_classes, x.shape[0], x.device)
-        if y is not None:
-            emb = emb + self.label_embed(y)
+        emb = self.cond(t, y, x.shape[0], x.device)
         h = self.input(x)
         for block in self.blocks:
             h = block(h, emb)

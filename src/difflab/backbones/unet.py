@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .embeddings import SinusoidalTimeEmbedding, expand_timesteps, resolve_labels
+from .embeddings import ConditionEmbedding, SinusoidalTimeEmbedding
 
 __all__ = ["UNet", "count_parameters"]
 
@@ -136,10 +136,10 @@ class UNet(nn.Module):
         self.out_channels = out_channels if out_channels is not None else in_channels
         ch, temb_ch = base_channels, 4 * base_channels
 
-        self.time_embed = nn.Sequential(
+        time_embed = nn.Sequential(
             SinusoidalTimeEmbedding(ch), nn.Linear(ch, temb_ch), nn.SiLU(), nn.Linear(temb_ch, temb_ch)
         )
-        self.label_embed = nn.Embedding(num_classes + 1, temb_ch) if num_classes is not None else None
+        self.cond = ConditionEmbedding(time_embed, temb_ch, num_classes)
         self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
 
         def attn(c: int, res: int) -> list[nn.Module]:
@@ -194,10 +194,7 @@ class UNet(nn.Module):
         """``x``: [B, C, H, W], ``t``: [B] timesteps, ``y``: optional [B] labels -> [B, out_channels, H, W]."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"UNet expects x of shape [B, {self.in_channels}, H, W], got {tuple(x.shape)}")
-        emb = self.time_embed(expand_timesteps(t, x.shape[0]))
-        y = resolve_labels(y, self.num_classes, x.shape[0], x.device)
-        if y is not None:
-            emb = emb + self.label_embed(y)
+        emb = self.cond(t, y, x.shape[0], x.device)
 
         hs = [self.conv_in(x)]
         for level in self.down:

@@ -30,6 +30,8 @@ class SampleGrid(pl.Callback):
         num_samples: int = 64,
         seed: int = 0,
         use_ema: bool = True,
+        class_label: int | str | None = "all",
+        guidance_scale: float = 1.0,
     ) -> None:
         if every_n_steps < 1:
             raise ValueError(f"callbacks.sample_grid.every_n_steps={every_n_steps!r} must be >= 1")
@@ -41,6 +43,8 @@ class SampleGrid(pl.Callback):
         self.num_samples = num_samples
         self.seed = seed
         self.use_ema = use_ema
+        self.class_label = class_label
+        self.guidance_scale = guidance_scale
         self.last_path: Path | None = None
 
     def _draw(self, trainer: pl.Trainer, pl_module: Any, name: str) -> None:
@@ -48,7 +52,10 @@ class SampleGrid(pl.Callback):
         was_training = pl_module.training
         pl_module.eval()
         with torch.random.fork_rng(devices=[]):
-            samples = pl_module.sample(sampler, self.num_samples, seed=self.seed, use_ema=self.use_ema)
+            samples = pl_module.sample(
+                sampler, self.num_samples, seed=self.seed, class_label=self.class_label,
+                guidance_scale=self.guidance_scale, use_ema=self.use_ema,
+            )
         pl_module.train(was_training)
         self.last_path = save_samples_image(samples, self.dirpath / f"{name}.png")
         log_image(trainer.loggers, "samples/grid", samples_to_image(samples), trainer.global_step)
