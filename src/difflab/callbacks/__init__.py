@@ -1,5 +1,6 @@
 """Lightning callbacks of difflab."""
 
+from difflab.callbacks.evaluation import BitsPerDim
 from difflab.callbacks.samples import SampleGrid
 
-__all__ = ["SampleGrid"]
+__all__ = ["BitsPerDim", "SampleGrid"]

@@ -35,15 +35,18 @@ class DigitsDataModule(ArrayDataModule):
         channels: int | None = None,
         num_classes: int | None = None,
         data_dim: None = None,
+        num_bins: int | None = None,
         **kwargs: Any,
     ) -> None:
-        """``kwargs`` go to :class:`ArrayDataModule`; channels/num_classes/data_dim are checked only."""
+        """``kwargs`` go to :class:`ArrayDataModule`; channels/num_classes/data_dim/num_bins are checked only
+        (the pixel values 0..16 are 17 levels; the likelihood's decoder needs it)."""
         super().__init__(**kwargs)
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
             raise ValueError(f"dataset.image_size={image_size!r} must be an integer >= 4 (the digits are 8x8)")
         check_fixed("channels", channels, 1, self.name)
         check_fixed("num_classes", num_classes, 10, self.name)
         check_fixed("data_dim", data_dim, None, self.name)
+        check_fixed("num_bins", num_bins, 17, self.name)
         self.image_size = image_size
 
     @property

@@ -1,37 +1,196 @@
-"""Training objectives. The simple loss of Ho et al. 2020 (eq. 14): E_{t, x0, eps} || target - net(x_t, t) ||^2."""
+"""Training objectives.
+
+The simple loss of Ho et al. 2020 (eq. 14), E_{t, x0, eps} w(t) d(target, net(x_t, t)), with an elementwise
+distance d (l2, l1 or huber) and a per-timestep weight w (uniform or Min-SNR-gamma, see ``weighting.py``), and
+optionally the learned reverse variance of Improved DDPM (Nichol & Dhariwal 2021, Sec. 3.1) trained through the
+variational bound (see ``nll.py``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 
+from difflab.diffusion import nll
 from difflab.diffusion.parameterization import check_prediction_type, target_for
 from difflab.diffusion.process import GaussianDiffusion
+from difflab.diffusion.weighting import check_weighting, loss_weight
 
-__all__ = ["DiffusionObjective", "LOSSES"]
+__all__ = ["DiffusionObjective", "LOSSES", "VLB_MODES", "elementwise_loss"]
 
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "l2": lambda pred, target: (pred - target) ** 2,
-}
+LOSSES = ("l2", "l1", "huber")
+VLB_MODES = ("none", "hybrid", "only")
+
+
+def elementwise_loss(pred: torch.Tensor, target: torch.Tensor, loss: str = "l2", huber_delta: float = 1.0) -> torch.Tensor:
+    """The elementwise distance between prediction and target.
+
+    l2:    (pred - target)^2
+    l1:    |pred - target|
+    huber: torch's ``huber_loss`` with ``delta``: 0.5 e^2 for |e| <= delta, else delta (|e| - 0.5 delta). It is
+           0.5 l2 for small errors (not l2), and delta * smooth_l1 with beta = delta.
+    """
+    if loss == "l2":
+        return (pred - target) ** 2
+    if loss == "l1":
+        return (pred - target).abs()
+    if loss == "huber":
+        return F.huber_loss(pred, target, reduction="none", delta=huber_delta)
+    raise ValueError(f"objective.loss={loss!r} is not known; choose one of {list(LOSSES)}")
 
 
 @dataclass
 class DiffusionObjective:
     """What the network predicts and how its error is measured.
 
-    ``prediction_type`` is eps|x0|v (diffusers' names); ``loss`` is l2. Each sample's loss is the mean over
-    its dimensions, then averaged over the batch.
+    prediction_type  eps | x0 | v (diffusers' names).
+    loss             l2 | l1 | huber (``elementwise_loss``; huber uses torch's convention with ``huber_delta``).
+                     Each sample's loss is the mean over its dimensions.
+    weighting        uniform | min_snr: the per-sample simple loss is multiplied by ``loss_weight(SNR_t, ...)``
+                     with ``min_snr_gamma`` (Hang et al. 2023). It weights the simple loss only, never the VLB term.
+    learn_variance   the network outputs 2C channels along dim 1: C for the prediction, C for the learned-range
+                     variance v in [-1, 1] (Nichol & Dhariwal 2021, eq. 15). Needs vlb=hybrid or only.
+    vlb              none | hybrid | only. With L_t the bound's term at the sample's timestep in bits/dim
+                     (``nll.vlb_term_bpd``), T * L_t is an unbiased estimate of the bound's sum over timesteps
+                     sum_{t=0}^{T-1} L_t under uniformly drawn t (the prior term L_T is constant and left out):
+                       hybrid: L_simple + vlb_weight * T * L_t, where the mean in L_t is computed from the
+                               prediction with a stop-gradient, so the VLB term trains only the variance
+                               (L_hybrid of Nichol & Dhariwal, lambda = vlb_weight = 0.001; equals
+                               improved-diffusion's "rescaled_mse" for any T, and its "mse" + learned sigma at T=1000).
+                       only:   T * L_t with gradients through the mean and the variance (improved-diffusion's
+                               "rescaled_kl"): its expectation is the bound in bits/dim minus the prior term.
+                               ``vlb_weight``, ``loss`` and ``weighting`` do not enter; non-default values of the
+                               latter two are rejected. With fixed variance it trains the mean on the bound.
+    vlb_weight       lambda of the hybrid loss.
+    variance_type    fixed_small | fixed_large: the model's reverse variance when learn_variance is false (used by
+                     vlb=only and by the NLL evaluation); ignored (learned_range) when learn_variance is true.
+    num_bins         quantisation levels of the data for the decoder term L_0 (256 for 8-bit images).
     """
 
     prediction_type: str = "eps"
     loss: str = "l2"
+    huber_delta: float = 1.0
+    weighting: str = "uniform"
+    min_snr_gamma: float = 5.0
+    learn_variance: bool = False
+    vlb: str = "none"
+    vlb_weight: float = 0.001
+    variance_type: str = "fixed_small"
+    num_bins: int = 256
 
     def __post_init__(self) -> None:
         check_prediction_type(self.prediction_type)
         if self.loss not in LOSSES:
-            raise ValueError(f"objective.loss={self.loss!r} is not known; choose one of {sorted(LOSSES)}")
+            raise ValueError(f"objective.loss={self.loss!r} is not known; choose one of {list(LOSSES)}")
+        if self.loss == "huber" and not (isinstance(self.huber_delta, (int, float)) and self.huber_delta > 0):
+            raise ValueError(f"objective.huber_delta={self.huber_delta!r} must be a number > 0")
+        check_weighting(self.weighting, self.min_snr_gamma)
+        if self.vlb not in VLB_MODES:
+            raise ValueError(f"objective.vlb={self.vlb!r} is not known; choose one of {list(VLB_MODES)}")
+        if self.variance_type not in ("fixed_small", "fixed_large"):
+            raise ValueError(
+                f"objective.variance_type={self.variance_type!r} must be fixed_small or fixed_large "
+                "(the learned variance is chosen with objective.learn_variance=true)"
+            )
+        if not isinstance(self.vlb_weight, (int, float)) or isinstance(self.vlb_weight, bool) or not self.vlb_weight >= 0:
+            raise ValueError(f"objective.vlb_weight={self.vlb_weight!r} must be a number >= 0")
+        if isinstance(self.num_bins, bool) or not isinstance(self.num_bins, int) or self.num_bins < 2:
+            raise ValueError(f"objective.num_bins={self.num_bins!r} must be an integer >= 2")
+        if self.learn_variance and self.vlb == "none":
+            raise ValueError(
+                "objective.learn_variance=true needs objective.vlb=hybrid or only: with vlb=none the variance channels get no gradient"
+            )
+        if self.vlb == "hybrid" and not self.learn_variance:
+            raise ValueError(
+                "objective.vlb=hybrid needs objective.learn_variance=true: its VLB term trains only the variance "
+                "(the mean is behind a stop-gradient); for the bound with a fixed variance use vlb=only"
+            )
+        if self.vlb == "only" and (self.weighting != "uniform" or self.loss != "l2"):
+            raise ValueError(
+                f"objective.vlb=only trains on the variational bound alone; objective.loss={self.loss!r} and "
+                f"objective.weighting={self.weighting!r} would have no effect (keep loss=l2, weighting=uniform)"
+            )
+
+    # ------------------------------------------------------------------------------ what the caller needs
+    @property
+    def output_channels_factor(self) -> int:
+        """The network's output channels (dim 1) per data channel: 2 with learned variance, else 1."""
+        return 2 if self.learn_variance else 1
+
+    @property
+    def model_variance_type(self) -> str:
+        """The reverse variance of the trained model: learned_range, fixed_small or fixed_large."""
+        return "learned_range" if self.learn_variance else self.variance_type
+
+    def split_output(self, output: torch.Tensor, like: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(prediction, variance values or None) from a network output; see ``nll.split_output``."""
+        return nll.split_output(output, self.learn_variance, like)
+
+    def prediction_fn(self, model_fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """``model_fn`` restricted to its prediction channels (what samplers expect); unchanged without learned variance."""
+        if not self.learn_variance:
+            return model_fn
+
+        def predict(*args: Any, **kwargs: Any) -> torch.Tensor:
+            return nll.split_output(model_fn(*args, **kwargs), True)[0]
+
+        return predict
+
+    def nll_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments describing this model for ``nll.vlb_terms`` / ``nll.bits_per_dim``."""
+        return {
+            "prediction_type": self.prediction_type,
+            "learn_variance": self.learn_variance,
+            "variance_type": self.variance_type,
+            "num_bins": self.num_bins,
+        }
+
+    def bits_per_dim(self, model_fn: Callable[..., torch.Tensor], diffusion: GaussianDiffusion, dataloader: Any, **kwargs: Any) -> dict[str, Any]:
+        """``nll.bits_per_dim`` for a model trained with this objective (kwargs: stride, max_batches, use_labels, ...)."""
+        return nll.bits_per_dim(model_fn, diffusion, dataloader, **{**self.nll_kwargs(), **kwargs})
+
+    # ------------------------------------------------------------------------------ the loss
+    def terms(
+        self,
+        network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        diffusion: GaussianDiffusion,
+        x0: torch.Tensor,
+        t: torch.Tensor,
+        noise: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Per-sample loss components, each [B]: ``loss`` (what is optimised), ``simple`` (the weighted simple loss,
+        absent for vlb=only) and ``vlb`` (L_t in bits/dim at the sample's timestep, unscaled; absent for vlb=none)."""
+        x_t = diffusion.q_sample(x0, t, noise)
+        output = network(x_t, t)
+        pred, var_values = nll.split_output(output, self.learn_variance, x0)
+        dtype = torch.promote_types(x0.dtype, torch.float32)
+        out: dict[str, torch.Tensor] = {}
+        loss = 0.0
+        if self.vlb != "only":
+            target = target_for(self.prediction_type, x0, noise, diffusion.alpha_bar(t))
+            err = elementwise_loss(pred.to(dtype), target.to(dtype), self.loss, self.huber_delta)
+            simple = err.flatten(1).mean(dim=1)
+            if self.weighting != "uniform":
+                snr = diffusion.schedule.snr.to(t.device)[t]
+                simple = simple * loss_weight(snr, self.prediction_type, self.weighting, self.min_snr_gamma).to(dtype)
+            out["simple"] = simple
+            loss = simple
+        if self.vlb != "none":
+            mean_pred = pred.detach() if self.vlb == "hybrid" else pred
+            x0_, x_t_ = x0.to(dtype), x_t.to(dtype)
+            mean, log_var, _ = nll.p_mean_log_variance(
+                diffusion, mean_pred.to(dtype), x_t_, t, self.prediction_type, self.model_variance_type,
+                None if var_values is None else var_values.to(dtype),
+            )
+            vb = nll.vlb_term_bpd(diffusion, x0_, x_t_, t, mean, log_var, self.num_bins)
+            out["vlb"] = vb
+            scale = diffusion.num_timesteps * (self.vlb_weight if self.vlb == "hybrid" else 1.0)
+            loss = loss + scale * vb
+        out["loss"] = loss
+        return out
 
     def __call__(
         self,
@@ -42,8 +201,4 @@ class DiffusionObjective:
         noise: torch.Tensor,
     ) -> torch.Tensor:
         """Per-sample loss of shape [B] at timesteps ``t`` with the given noise."""
-        x_t = diffusion.q_sample(x0, t, noise)
-        target = target_for(self.prediction_type, x0, noise, diffusion.alpha_bar(t))
-        pred = network(x_t, t)
-        err = LOSSES[self.loss](pred.float(), target.float())
-        return err.flatten(1).mean(dim=1)
+        return self.terms(network, diffusion, x0, t, noise)["loss"]
