@@ -9,6 +9,9 @@ import torch
 
 from conftest import compose_config
 from difflab.data import MoonsDataModule
+import pytest
+
+from difflab.checkpoints import load_checkpoint, module_from_checkpoint
 from difflab.samplers import make_sampler
 from difflab.train import train
 
@@ -27,8 +30,6 @@ def test_moons_are_learned(tmp_path, hydra_cleanup):
     cfg = compose_config("train", ["experiment=moons", "trainer.max_steps=3000", "callbacks.rich_progress_bar=null",
                                    "callbacks.sample_grid.every_n_steps=100000", "callbacks.sample_grid.num_samples=16"], tmp_path)
     train(cfg)
-    from difflab.checkpoints import load_checkpoint, module_from_checkpoint
-
     module, _ = module_from_checkpoint(load_checkpoint(tmp_path / "checkpoints" / "last.ckpt"))
     samples = module.sample(make_sampler("ddpm", schedule=module.schedule, steps=1000), 2000, seed=1)
     points = MoonsDataModule.from_data_space(samples).numpy()
@@ -40,3 +41,19 @@ def test_moons_are_learned(tmp_path, hydra_cleanup):
     # Untrained noise would not pass: a standard normal in data space is mostly off the curves.
     noise_dist, _ = distance_to_moons(MoonsDataModule.from_data_space(torch.randn(2000, 2)).numpy())
     assert np.mean(noise_dist < 0.15) < 0.5
+
+
+@pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
+@pytest.mark.parametrize("objective", ["eps", "x0", "v"])
+def test_every_objective_and_loss_fits_the_moons(objective, loss, tmp_path, hydra_cleanup):
+    cfg = compose_config("train", [
+        "experiment=moons", f"objective={objective}", f"objective.loss={loss}", "trainer.max_steps=1000",
+        "callbacks.rich_progress_bar=null", "callbacks.sample_grid.every_n_steps=100000", "callbacks.sample_grid.num_samples=16",
+        "callbacks.model_checkpoint.every_n_train_steps=1000", "trainer.val_check_interval=1000",
+    ], tmp_path)
+    train(cfg)
+    module, _ = module_from_checkpoint(load_checkpoint(tmp_path / "checkpoints" / "last.ckpt"))
+    samples = module.sample(make_sampler("ddpm", schedule=module.schedule, steps=200), 1000, seed=1)
+    dist, moon = distance_to_moons(MoonsDataModule.from_data_space(samples).numpy())
+    print(objective, loss, "fraction on moons", np.mean(dist < 0.15), "balance", moon.mean())
+    assert np.mean(dist < 0.15) > 0.75 and 0.3 < moon.mean() < 0.7

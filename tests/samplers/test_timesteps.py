@@ -97,8 +97,8 @@ def test_make_sampler_validates_through_the_same_path():
         make_sampler("ddpm", schedule=sched, steps=2000)
     with pytest.raises(ValueError, match="timestep_spacing='nope'"):
         make_sampler("ddim", schedule=sched, steps=10, timestep_spacing="nope")
-    with pytest.raises(ValueError, match="sampler.name='euler'"):
-        make_sampler("euler", schedule=sched, steps=10)
+    with pytest.raises(ValueError, match="sampler.name='euler_a'"):
+        make_sampler("euler_a", schedule=sched, steps=10)
     with pytest.raises(ValueError, match="eta=-0.5"):
         make_sampler("ddim", schedule=sched, steps=10, eta=-0.5)
     with pytest.raises(ValueError, match="variance_type='learned'"):

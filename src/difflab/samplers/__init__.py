@@ -1,21 +1,58 @@
-"""Samplers with one signature: ``make_sampler(name, schedule=..., steps=...).sample(model_fn, x_T, prediction_type)``."""
+"""Samplers with one signature: ``make_sampler(name, schedule=..., steps=...).sample(model_fn, x_T, prediction_type)``.
+
+ddpm      Ho et al. 2020 ancestral sampling (fixed_small | fixed_large | learned_range variance)
+ddim      Song et al. 2021 (eta >= 0)
+dpmpp_2m  Lu et al. 2022, DPM-Solver++(2M)
+euler     Karras et al. 2022, Euler (Alg. 2 without the correction; optional churn)
+heun      Karras et al. 2022, Heun (Alg. 1 / Alg. 2)
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from difflab.diffusion.schedules import NoiseSchedule
-from difflab.samplers.base import TIMESTEP_SPACINGS, Sampler, randn_like, select_timesteps
+from difflab.samplers.base import TIMESTEP_SPACINGS, Sampler, dynamic_threshold, randn_like, select_timesteps
 from difflab.samplers.ddim import DDIMSampler
 from difflab.samplers.ddpm import DDPMSampler
+from difflab.samplers.dpm_solver import DPMSolverPP2MSampler
+from difflab.samplers.karras import EulerSampler, HeunSampler
 
-SAMPLERS: dict[str, type[Sampler]] = {"ddpm": DDPMSampler, "ddim": DDIMSampler}
+SAMPLERS: dict[str, type[Sampler]] = {
+    "ddpm": DDPMSampler,
+    "ddim": DDIMSampler,
+    "dpmpp_2m": DPMSolverPP2MSampler,
+    "euler": EulerSampler,
+    "heun": HeunSampler,
+}
 
-__all__ = ["SAMPLERS", "Sampler", "DDIMSampler", "DDPMSampler", "TIMESTEP_SPACINGS", "make_sampler", "randn_like", "select_timesteps"]
+__all__ = [
+    "SAMPLERS",
+    "Sampler",
+    "DDIMSampler",
+    "DDPMSampler",
+    "DPMSolverPP2MSampler",
+    "EulerSampler",
+    "HeunSampler",
+    "TIMESTEP_SPACINGS",
+    "dynamic_threshold",
+    "make_sampler",
+    "randn_like",
+    "select_timesteps",
+]
 
 
 def make_sampler(name: str, schedule: NoiseSchedule, **kwargs: Any) -> Sampler:
-    """Build the sampler called ``name`` (one of :data:`SAMPLERS`) for ``schedule``."""
+    """Build the sampler called ``name`` (one of :data:`SAMPLERS`) for ``schedule``.
+
+    Unknown options are a ValueError naming the option and the sampler (not a bare TypeError).
+    """
     if name not in SAMPLERS:
         raise ValueError(f"sampler.name={name!r} is not known; choose one of {sorted(SAMPLERS)}")
-    return SAMPLERS[name](schedule, **kwargs)
+    try:
+        return SAMPLERS[name](schedule, **kwargs)
+    except TypeError as err:
+        if "unexpected keyword argument" in str(err):
+            bad = str(err).split("unexpected keyword argument")[-1].strip().strip("'\"")
+            raise ValueError(f"sampler option {bad!r} is not known for sampler.name={name!r}") from None
+        raise

@@ -1,11 +1,25 @@
-"""What every sampler shares: timestep selection, per-sample noise and the one ``sample`` signature.
+"""What every sampler shares: timestep selection, per-sample noise, x0 post-processing and the one ``sample`` signature.
 
 A sampler turns a model function ``model_fn(x_t, t) -> output`` (``t`` a LongTensor [B] in 0..T-1) and
 start noise ``x_T`` into samples. Swapping samplers is a config change: all take the same arguments.
+
+Model outputs with extra channels. A model may return 2C channels on dim 1 for data with C channels (Improved
+DDPM, Nichol & Dhariwal 2021: the first C are the eps/x0/v prediction, the last C the variance interpolation
+``v`` in [-1, 1]). :meth:`Sampler.predict_x0_eps` splits such an output once: the first C channels are the
+prediction and every sampler uses only them; only ``DDPMSampler(variance_type="learned_range")`` uses the rest.
+
+Post-processing of the x0 prediction (options shared by all samplers, diffusers' names):
+  ``clip_sample``/``clip_sample_range``: x0 = clamp(x0, -range, range).
+  ``thresholding``/``dynamic_thresholding_ratio``/``sample_max_value``: dynamic thresholding of Saharia et al.
+  2022 (Imagen, Sec. 2.3): per sample, s = quantile(|x0|, ratio) clamped to [1, sample_max_value] and
+  x0 = clamp(x0, -s, s) / s. Takes precedence over ``clip_sample`` when both are on (as in diffusers).
+In both cases eps is recomputed from the processed x0, eps = (x_t - sqrt(abar) x0) / sqrt(1 - abar), so
+every sampler sees a consistent (x0, eps) pair (diffusers' DDIM calls this ``use_clipped_model_output=True``).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Callable, Sequence, Union
 
@@ -20,7 +34,16 @@ GeneratorLike = Union[None, torch.Generator, Sequence[torch.Generator]]
 
 TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
 
-__all__ = ["Sampler", "ModelFn", "GeneratorLike", "TIMESTEP_SPACINGS", "select_timesteps", "randn_like"]
+__all__ = [
+    "Sampler",
+    "ModelFn",
+    "GeneratorLike",
+    "TIMESTEP_SPACINGS",
+    "select_timesteps",
+    "randn_like",
+    "dynamic_threshold",
+    "split_model_output",
+]
 
 
 def select_timesteps(num_timesteps: int, steps: int, spacing: str = "leading") -> np.ndarray:
@@ -45,7 +68,9 @@ def select_timesteps(num_timesteps: int, steps: int, spacing: str = "leading") -
         ts = np.round(np.arange(num_timesteps, 0, -num_timesteps / steps)[:steps]).astype(np.int64) - 1
     else:
         raise ValueError(f"sampler.timestep_spacing={spacing!r} is not known; choose one of {list(TIMESTEP_SPACINGS)}")
-    return np.ascontiguousarray(ts)
+    # a fresh copy: np.ascontiguousarray keeps the negative stride of a reversed 1-element array, which
+    # torch.from_numpy rejects (steps=1 with leading spacing)
+    return np.array(ts, dtype=np.int64, copy=True, order="C")
 
 
 def randn_like(x: torch.Tensor, generator: GeneratorLike = None) -> torch.Tensor:
@@ -59,36 +84,120 @@ def randn_like(x: torch.Tensor, generator: GeneratorLike = None) -> torch.Tensor
     )
 
 
-class Sampler(ABC):
-    """A reverse-process sampler over a discrete :class:`NoiseSchedule`."""
+def dynamic_threshold(x0: torch.Tensor, ratio: float = 0.995, max_value: float = 1.0) -> torch.Tensor:
+    """Dynamic thresholding (Saharia et al. 2022, Sec. 2.3) of a batch of x0 predictions, each sample separately.
 
-    def __init__(self, schedule: NoiseSchedule, steps: int, timestep_spacing: str = "leading", clip_sample: bool = False, clip_sample_range: float = 1.0) -> None:
+    s = the ``ratio`` quantile of |x0| over all of a sample's entries (linear interpolation between order
+    statistics, as ``numpy.quantile``/``torch.quantile``), clamped to [1, max_value]; returns clamp(x0, -s, s) / s.
+    With max_value = 1 this is plain clipping to [-1, 1]. Computed in float64 and cast back. Uses a sort rather
+    than ``torch.quantile`` (which refuses inputs of more than 2^24 entries).
+    """
+    flat = x0.reshape(x0.shape[0], -1).double()
+    n = flat.shape[1]
+    srt = flat.abs().sort(dim=1).values
+    pos = ratio * (n - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, n - 1)
+    s = srt[:, lo] + (pos - lo) * (srt[:, hi] - srt[:, lo])
+    s = s.clamp(min=1.0, max=max(float(max_value), 1.0)).unsqueeze(1)
+    out = torch.maximum(torch.minimum(flat, s), -s) / s
+    return out.reshape(x0.shape).to(x0.dtype)
+
+
+def split_model_output(out: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(prediction, extra): a model output shaped like ``x`` gives (out, None); one with twice x's channels on dim 1
+    gives (its first C channels, its last C channels). Any other shape is a ValueError."""
+    if out.shape == x.shape:
+        return out, None
+    if x.ndim >= 2 and out.ndim == x.ndim and out.shape[0] == x.shape[0] and out.shape[2:] == x.shape[2:] and out.shape[1] == 2 * x.shape[1]:
+        c = x.shape[1]
+        return out[:, :c], out[:, c:]
+    raise ValueError(
+        f"model output has shape {tuple(out.shape)} for x_t of shape {tuple(x.shape)}; expected the same shape, "
+        f"or 2C = {2 * x.shape[1] if x.ndim >= 2 else '?'} channels on dim 1 (prediction, then learned-variance values)"
+    )
+
+
+class Sampler(ABC):
+    """A reverse-process sampler over a discrete :class:`NoiseSchedule`.
+
+    Subclasses implement ``_sample`` and may override ``_select_timesteps``; ``self.timesteps`` holds the
+    descending integer timesteps the model is evaluated at (``nfe`` may exceed their number for multi-stage
+    solvers such as Heun's).
+    """
+
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        steps: int,
+        timestep_spacing: str = "leading",
+        clip_sample: bool = False,
+        clip_sample_range: float = 1.0,
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        sample_max_value: float = 1.0,
+    ) -> None:
+        if not clip_sample_range > 0:
+            raise ValueError(f"sampler.clip_sample_range={clip_sample_range!r} must be > 0")
+        if not 0.0 < dynamic_thresholding_ratio <= 1.0:
+            raise ValueError(f"sampler.dynamic_thresholding_ratio={dynamic_thresholding_ratio!r} must lie in (0, 1]")
+        if not sample_max_value >= 1.0:
+            raise ValueError(
+                f"sampler.sample_max_value={sample_max_value!r} must be >= 1 (the threshold s is clamped to [1, sample_max_value])"
+            )
         self.schedule = schedule
         self.steps = steps
         self.timestep_spacing = timestep_spacing
-        self.clip_sample = clip_sample
-        self.clip_sample_range = clip_sample_range
-        self.timesteps = select_timesteps(schedule.num_timesteps, steps, timestep_spacing)
+        self.clip_sample = bool(clip_sample)
+        self.clip_sample_range = float(clip_sample_range)
+        self.thresholding = bool(thresholding)
+        self.dynamic_thresholding_ratio = float(dynamic_thresholding_ratio)
+        self.sample_max_value = float(sample_max_value)
+        self.timesteps = self._select_timesteps()
         self.nfe = 0
+
+    def _select_timesteps(self) -> np.ndarray:
+        """The descending model timesteps; by default ``select_timesteps(T, steps, timestep_spacing)``."""
+        return select_timesteps(self.schedule.num_timesteps, self.steps, self.timestep_spacing)
 
     def alpha_bars(self) -> tuple[torch.Tensor, torch.Tensor]:
         """float64 alpha-bar at each selected timestep and at the step after it (1.0 after the last)."""
         ab = self.schedule.alphas_cumprod[torch.from_numpy(self.timesteps)]
         return ab, torch.cat([ab[1:], ab.new_ones(1)])
 
+    def process_x0(self, x0: torch.Tensor) -> torch.Tensor:
+        """Dynamic thresholding if ``thresholding``, else clipping if ``clip_sample``, else ``x0`` unchanged."""
+        if self.thresholding:
+            return dynamic_threshold(x0, self.dynamic_thresholding_ratio, self.sample_max_value)
+        if self.clip_sample:
+            return x0.clamp(-self.clip_sample_range, self.clip_sample_range)
+        return x0
+
     def predict_x0_eps(
-        self, model_fn: ModelFn, x: torch.Tensor, t: int, alpha_bar: torch.Tensor, prediction_type: str
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One model evaluation at integer timestep ``t``, converted to (x0, eps), with optional clipping of x0."""
+        self,
+        model_fn: ModelFn,
+        x: torch.Tensor,
+        t: int,
+        alpha_bar: torch.Tensor,
+        prediction_type: str,
+        return_extra: bool = False,
+    ):
+        """One model evaluation at integer timestep ``t`` (``x`` is x_t, alpha_bar = abar_t), converted to (x0, eps).
+
+        A 2C-channel output is split here (see the module docstring); x0 is then clipped / thresholded and eps
+        recomputed from it. Returns (x0, eps), or (x0, eps, extra) with ``return_extra`` (extra is the last C
+        channels, or None for a C-channel output).
+        """
         t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
         out = model_fn(x, t_batch)
         self.nfe += 1
+        out, extra = split_model_output(out, x)
         ab = alpha_bar.expand(x.shape[0])
         x0, eps = to_x0_eps(out, x, ab, prediction_type)
-        if self.clip_sample:
-            x0 = x0.clamp(-self.clip_sample_range, self.clip_sample_range)
+        if self.thresholding or self.clip_sample:
+            x0 = self.process_x0(x0)
             _, eps = to_x0_eps(x0, x, ab, "x0")
-        return x0, eps
+        return (x0, eps, extra) if return_extra else (x0, eps)
 
     @torch.no_grad()
     def sample(self, model_fn: ModelFn, x_T: torch.Tensor, prediction_type: str = "eps", generator: GeneratorLike = None) -> torch.Tensor:
