@@ -43,17 +43,27 @@ def test_moons_are_learned(tmp_path, hydra_cleanup):
     assert np.mean(noise_dist < 0.15) < 0.5
 
 
-@pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
-@pytest.mark.parametrize("objective", ["eps", "x0", "v"])
-def test_every_objective_and_loss_fits_the_moons(objective, loss, tmp_path, hydra_cleanup):
+def fit_moons(objective: str, loss: str, tmp_path) -> tuple[float, float]:
+    """Train experiment=moons for 2,000 steps with this objective and loss; (fraction on the moons, balance)."""
     cfg = compose_config("train", [
-        "experiment=moons", f"objective={objective}", f"objective.loss={loss}", "trainer.max_steps=1000",
+        "experiment=moons", f"objective={objective}", f"objective.loss={loss}", "trainer.max_steps=2000",
         "callbacks.rich_progress_bar=null", "callbacks.sample_grid.every_n_steps=100000", "callbacks.sample_grid.num_samples=16",
-        "callbacks.model_checkpoint.every_n_train_steps=1000", "trainer.val_check_interval=1000",
+        "callbacks.model_checkpoint.every_n_train_steps=2000", "trainer.val_check_interval=2000",
     ], tmp_path)
     train(cfg)
     module, _ = module_from_checkpoint(load_checkpoint(tmp_path / "checkpoints" / "last.ckpt"))
     samples = module.sample(make_sampler("ddpm", schedule=module.schedule, steps=200), 1000, seed=1)
     dist, moon = distance_to_moons(MoonsDataModule.from_data_space(samples).numpy())
     print(objective, loss, "fraction on moons", np.mean(dist < 0.15), "balance", moon.mean())
-    assert np.mean(dist < 0.15) > 0.75 and 0.3 < moon.mean() < 0.7
+    return float(np.mean(dist < 0.15)), float(moon.mean())
+
+
+# Every objective and every loss once in the default suite; the full 3 x 3 grid is marked slow.
+DIAGONAL = [("x0", "l1"), ("v", "huber")]
+GRID = [(o, l) for o in ("eps", "x0", "v") for l in ("l2", "l1", "huber") if (o, l) not in DIAGONAL and (o, l) != ("eps", "l2")]
+
+
+@pytest.mark.parametrize(("objective", "loss"), DIAGONAL + [pytest.param(*c, marks=pytest.mark.slow) for c in GRID])
+def test_every_objective_and_loss_fits_the_moons(objective, loss, tmp_path, hydra_cleanup):
+    on_moons, balance = fit_moons(objective, loss, tmp_path)
+    assert on_moons > 0.8 and 0.35 < balance < 0.65  # the data: 99.7%; untrained noise: < 50%
