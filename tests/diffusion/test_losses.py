@@ -32,12 +32,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "objective"
 TS = np.array([0, 0, 1, 2, 10, 200, 999])  # t = 0 twice: decoder terms with different predictions
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

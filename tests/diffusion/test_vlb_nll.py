@@ -62,13 +62,7 @@ S = np.array([0.3, 0.15, 0.12, 0.18, 0.22, 0.2, 0.1, 0.25])
 Z = 4.5  # standard errors allowed in a statistical comparison (seeds are fixed, results reproducible)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """Small tensors on a shared 2-core machine: intra-op threads only add overhead. Restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,7 @@ ABAR = np.cumprod(1.0 - np.linspace(1e-4, 0.02, T))  # DDPM linear schedule, rec
 SNR = ABAR / (1.0 - ABAR)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("gamma", [1.0, 5.0, 20.0])

@@ -51,12 +51,7 @@ TOL = 1e-4
 PRED = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _diffusers_alphas_cumprod() -> torch.Tensor:

@@ -31,7 +31,6 @@ SIGMA = np.sqrt((1.0 - ABAR) / ABAR)
 Z = 4.5
 # Many Karras levels near sigma_min merge (T = 1000 linear, from 79 steps on); that warning is tested in
 # test_fast_samplers.py::test_nfe_with_merged_karras_levels and expected elsewhere.
-pytestmark = pytest.mark.filterwarnings("ignore:sampler.karras_sigmas:UserWarning")
 
 # 2-D correlated Gaussian: eigenvalues 0.3^2 and 1.1^2 along axes rotated by 35 degrees
 _R = np.array([[math.cos(0.61), -math.sin(0.61)], [math.sin(0.61), math.cos(0.61)]])
@@ -39,12 +38,7 @@ MU = np.array([0.4, -0.2])
 COV = _R @ np.diag([0.3**2, 1.1**2]) @ _R.T
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = [pytest.mark.filterwarnings("ignore:sampler.karras_sigmas:UserWarning"), pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -36,14 +36,7 @@ N_SAMPLES = 20_000
 Z = 4.5  # standard errors allowed for a statistical check (all seeds are fixed, so results are reproducible)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """The tensors here are tiny ([20000, 3]); intra-op threading only adds overhead, and on a busy 2-core machine
-    OpenMP spin-waiting made these tests ~10x slower. Restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -48,15 +48,9 @@ N = 20_000
 Z = 4.5
 # Many Karras levels near sigma_min merge (T = 1000 linear, from 79 steps on); that warning is tested in
 # test_fast_samplers.py::test_nfe_with_merged_karras_levels and expected elsewhere.
-pytestmark = pytest.mark.filterwarnings("ignore:sampler.karras_sigmas:UserWarning")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = [pytest.mark.filterwarnings("ignore:sampler.karras_sigmas:UserWarning"), pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,7 @@ from difflab.samplers import SAMPLERS, dynamic_threshold, make_sampler
 ALL = sorted(SAMPLERS)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
