@@ -9,11 +9,52 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["CONFIG_DIR", "ConfigError", "user_errors", "reported_as_config_error"]
+from difflab.metrics.naming import extractor_label, metric_name
+
+__all__ = ["CONFIG_DIR", "ConfigError", "user_errors", "reported_as_config_error", "monitor_name"]
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+MONITOR_PREFERENCE = ("fid", "kid", "two_d", "inception_score")  # what evaluation.monitor_metric=auto picks, in order
+
+
+def monitored_metric(root: DictConfig) -> str | None:
+    """The metric ``checkpoints/best.ckpt`` tracks: ``evaluation.monitor_metric``, with ``auto`` resolved."""
+    metric = root.evaluation.get("monitor_metric")
+    options = root.get("metrics") or {}
+    if metric == "auto":
+        return next((m for m in MONITOR_PREFERENCE if m in options), None)
+    if metric is not None and metric not in MONITOR_PREFERENCE:
+        raise ValueError(f"evaluation.monitor_metric={metric!r} cannot pick checkpoints; choose one of {['auto', *MONITOR_PREFERENCE]} or null")
+    if metric is not None and metric not in options:
+        raise ValueError(f"evaluation.monitor_metric={metric!r} is not among metrics={sorted(options)}; choose one of them, auto or null")
+    return metric
+
+
+def monitor_name(_root_: DictConfig) -> str | None:
+    """``${difflab_monitor:}``: the logged name of the monitored metric (None: no best checkpoint)."""
+    metric = monitored_metric(_root_)
+    if metric is None:
+        return None
+    sampler = _root_.evaluation.sampler
+    extractor = None if metric == "two_d" else extractor_label(_root_.features.name)
+    return metric_name(metric, extractor, _root_.metrics[metric].num_samples, sampler.name, sampler.steps)
+
+
+def monitor_mode(_root_: DictConfig) -> str:
+    """``${difflab_monitor_mode:}``: ``max`` for the inception score, ``min`` for the distances."""
+    return "max" if monitored_metric(_root_) == "inception_score" else "min"
+
+
+if not OmegaConf.has_resolver("difflab_monitor"):
+    OmegaConf.register_new_resolver("difflab_monitor", monitor_name)
+    OmegaConf.register_new_resolver("difflab_monitor_mode", monitor_mode)
+if not OmegaConf.has_resolver("difflab_cwd"):  # usable before Hydra sets ${hydra:runtime.cwd} (sweep dirs)
+    OmegaConf.register_new_resolver("difflab_cwd", os.getcwd)
 
 
 class ConfigError(ValueError):

@@ -28,10 +28,11 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` 
 
 
 def instantiate_all(node: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a callbacks/logger group that has a ``_target_``."""
+    """Instantiate every entry of a callbacks/logger group that has a ``_target_`` (factories may return None: skipped)."""
     if not node:
         return []
-    return [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
+    built = [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
+    return [obj for obj in built if obj is not None]
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

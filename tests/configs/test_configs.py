@@ -22,7 +22,8 @@ def group_options(group: str) -> list[str]:
 
 
 # Groups whose options are swapped on their own into the default config; the others are checked below.
-SWAPPABLE = ["dataset", "backbone", "schedule", "objective", "sampler", "optim", "trainer", "logger", "callbacks", "debug", "experiment"]
+SWAPPABLE = ["dataset", "backbone", "schedule", "objective", "sampler", "optim", "trainer", "logger", "callbacks", "debug", "experiment",
+             "metrics", "features"]
 CASES = [(g, o) for g in SWAPPABLE for o in group_options(g)]
 
 # A backbone needs data of its kind: the MLP takes 2-D points, U-Nets take images.
@@ -38,6 +39,10 @@ def overrides_for(group: str, option: str) -> list[str]:
         overrides += DATA_FOR_IMAGE_BACKBONE.get(option, [])
     if (group, option) == ("schedule", "moons_guide"):
         overrides.append("sampler.steps=9")  # a 9-step schedule cannot run the default 50-step sampler
+    if (group, option) == ("metrics", "two_d"):
+        overrides += ["dataset=moons", "backbone=mlp"]  # W2 between point sets is for 2-D data
+    if (group, option) == ("features", "inception"):
+        overrides.append("metrics=[]")  # composes without the weights; tests/integration/test_evaluation.py runs it
     if group == "dataset":
         overrides.append({"moons": "backbone=mlp", "shapes": "backbone=unet_small"}.get(option, "backbone=unet_tiny"))
     return overrides
@@ -59,6 +64,12 @@ def test_option_composes_and_instantiates(group, option, tmp_path, hydra_cleanup
     assert sampler.timesteps.max() < module.schedule.num_timesteps
     for obj in instantiate_all(cfg.get("callbacks")) + instantiate_all(cfg.get("logger")):
         assert isinstance(obj, (pl.Callback, pl.loggers.Logger))
+    if group == "metrics":
+        assert list(cfg.metrics) == [option]
+        expected = {"fid": "min", "kid": "min", "two_d": "min", "inception_score": "max"}.get(option)
+        assert (cfg.evaluation.monitor is None) == (expected is None)
+        if expected:
+            assert cfg.evaluation.monitor.startswith(f"val/{option}_") and cfg.evaluation.monitor_mode == expected
     if group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         return  # a GPU trainer composes here; building it needs a GPU
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[])

@@ -1,14 +1,89 @@
-"""BitsPerDim: the negative log-likelihood bound of the validation split, in bits/dim, every N steps."""
+"""Evaluation (FID and the other sample metrics) and BitsPerDim (the likelihood bound) every N steps."""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info
 
-__all__ = ["BitsPerDim"]
+from difflab.evaluation import Evaluator, score_nll
+
+__all__ = ["BitsPerDim", "Evaluation", "best_checkpoint"]
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+class Evaluation(pl.Callback):
+    """Every ``evaluation.every_n_steps`` steps (and at the end): sample from the EMA weights, log the metrics.
+
+    Samples are split over ranks by per-sample seeds; every rank updates and computes, so the value is the
+    same as in one process with the same seed. Logged as ``val/fid_<extractor>_n<N>_<sampler><steps>`` etc.
+    The wall time spent is kept in ``seconds`` and written with every value to ``<run dir>/evaluation.json`` at the end.
+    """
+
+    def __init__(self, metrics: Mapping[str, Any] | None, features: Mapping[str, Any] | None, evaluation: Mapping[str, Any], dataset: Mapping[str, Any], output_dir: str | None = None) -> None:
+        evaluation, metrics = _plain(evaluation), _plain(metrics) or {}
+        self.every_n_steps = int(evaluation["every_n_steps"])
+        if self.every_n_steps < 1:
+            raise ValueError(f"evaluation.every_n_steps={self.every_n_steps!r} must be >= 1")
+        sampler_cfg = evaluation["sampler"]
+        self.evaluator = Evaluator(
+            metrics=metrics, features=_plain(features), sampler=instantiate(sampler_cfg), sampler_name=sampler_cfg["name"],
+            sampler_steps=sampler_cfg["steps"], reference=evaluation["reference"], dataset=_plain(dataset),
+            seed=int(evaluation["seed"]), batch_size=evaluation["batch_size"], use_ema=bool(evaluation["use_ema"]),
+            class_label=evaluation["class_label"], guidance_scale=float(evaluation["guidance_scale"]),
+        )
+        self.output_dir = output_dir
+        self.seconds = 0.0
+        self.last_step = -1
+        self.history: list[tuple[int, dict[str, float]]] = []
+
+    def _evaluate(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if not self.evaluator.metrics:
+            return
+        start = time.perf_counter()
+        results = self.evaluator.score(pl_module, trainer.datamodule, trainer.global_rank, trainer.world_size)
+        self.seconds += time.perf_counter() - start
+        self.last_step = trainer.global_step
+        self.history.append((trainer.global_step, results))
+        # Straight to the loggers (self.log would hold values back until a multiple of log_every_n_steps), and
+        # into callback_metrics on every rank (the values are identical), where ModelCheckpoint (best.ckpt) reads them.
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(results, step=trainer.global_step)
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in results.items()})
+        rank_zero_info(f"step {trainer.global_step}: " + ", ".join(f"{k} = {v:.4f}" for k, v in results.items()) + f" ({time.perf_counter() - start:.1f} s)")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if step > 0 and step % self.every_n_steps == 0 and (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
+            self._evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if trainer.global_step != self.last_step and trainer.global_step > 0:
+            self._evaluate(trainer, pl_module)
+        if self.output_dir and trainer.is_global_zero and self.evaluator.metrics:
+            record = {"evaluation_seconds": round(self.seconds, 3), "timings": self.evaluator.timings, "history": self.history}
+            with open(f"{self.output_dir}/evaluation.json", "w") as handle:
+                json.dump(record, handle, indent=2)
+
+
+def best_checkpoint(dirpath: str, monitor: str | None, mode: str, every_n_train_steps: int) -> ModelCheckpoint | None:
+    """``<dirpath>/best.ckpt``: the checkpoint with the best ``monitor`` value so far; None when nothing is monitored."""
+    if monitor is None:
+        return None
+    return ModelCheckpoint(dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+                           every_n_train_steps=every_n_train_steps, auto_insert_metric_name=False, save_last=False)
 
 
 class BitsPerDim(pl.Callback):
@@ -27,16 +102,7 @@ class BitsPerDim(pl.Callback):
 
     def evaluate(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, Any]:
         """The bound over (at most ``max_batches`` batches of) the validation loader."""
-        loader = trainer.datamodule.val_dataloader()
-        network = pl_module.sampling_network(self.use_ema)
-        conditional = pl_module.num_classes is not None
-        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            return pl_module.objective.bits_per_dim(
-                network if conditional else (lambda x, t: network(x, t)), pl_module.diffusion, loader,
-                stride=self.stride, max_batches=self.max_batches, use_labels=conditional,
-                device=pl_module.device, generator=generator,
-            )
+        return score_nll(pl_module, trainer.datamodule.val_dataloader(), self.stride, self.max_batches, self.seed, self.use_ema)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step

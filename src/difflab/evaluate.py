@@ -1,0 +1,116 @@
+"""difflab-evaluate: score a checkpoint with the metrics group under any sampler; write results.json/.csv.
+
+    difflab-evaluate ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt
+    difflab-evaluate ckpt_path=... metrics=[fid,kid] sampler=ddim sampler.steps=10,20,50 --multirun
+
+Each run writes ``results.json`` and ``results.csv`` (one row: every setting that matters and the values)
+into its directory; under ``--multirun`` the sweep directory also collects all rows in the same two files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from difflab.builders import build_datamodule, build_sampler
+from difflab.checkpoints import load_checkpoint, module_from_checkpoint
+from difflab.cli import CONFIG_DIR, ConfigError, reported_as_config_error, user_errors
+from difflab.evaluation import Evaluator
+from difflab.sample import resolve_device
+
+__all__ = ["evaluate", "write_results", "main"]
+
+
+def _flat(prefix: str, node: Any) -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if not str(key).startswith("_"):
+                out.update(_flat(f"{prefix}.{key}" if prefix else str(key), value))
+        return out
+    return {prefix: json.dumps(node) if isinstance(node, list) else node}
+
+
+def short_name(name: str) -> str:
+    """``val/fid_digits-lenet_n1000_ddim50`` -> ``fid`` (the settings are columns of their own)."""
+    return re.sub(r"^val/|_[a-z_]+-lenet|_inception|_n\d+_[a-z0-9]+(?=_|$)", "", name)
+
+
+def write_results(rows: list[dict[str, Any]], directory: Path) -> None:
+    """``results.json`` (a list of rows) and ``results.csv`` (the union of their columns) in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with open(directory / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score ``cfg.ckpt_path``; return the result row (also written to the run directory)."""
+    with reported_as_config_error():
+        checkpoint = load_checkpoint(cfg.ckpt_path)
+        module, train_cfg = module_from_checkpoint(checkpoint)
+        metrics = cfg.get("metrics") or train_cfg.get("metrics")
+        features = cfg.get("features") or train_cfg.get("features")
+        if not metrics:
+            raise ConfigError("no metrics to compute: choose some, e.g. metrics=[fid] (the checkpoint names none)")
+        merged = train_cfg.copy()  # the sampler node may refer to the trained schedule (${schedule.num_timesteps})
+        OmegaConf.update(merged, "sampler", OmegaConf.to_container(cfg.sampler, resolve=False), merge=False)
+        sampler_cfg = merged.sampler
+        build_sampler(sampler_cfg, module.schedule)  # checked against the schedule now
+        datamodule = build_datamodule(train_cfg)
+        metric_options = OmegaConf.to_container(metrics, resolve=True)
+        evaluator = Evaluator(
+            metrics=metric_options, features=OmegaConf.to_container(features, resolve=True) if features else None,
+            sampler=instantiate(sampler_cfg), sampler_name=sampler_cfg.name, sampler_steps=sampler_cfg.steps,
+            reference=OmegaConf.to_container(cfg.reference, resolve=True), dataset=OmegaConf.to_container(train_cfg.dataset, resolve=True),
+            seed=cfg.seed, batch_size=cfg.batch_size, use_ema=cfg.use_ema, class_label=cfg.class_label, guidance_scale=cfg.guidance_scale,
+        )
+        module.to(resolve_device(cfg.device))
+    start = time.perf_counter()
+    values = evaluator.score(module, datamodule)
+    row: dict[str, Any] = {
+        "ckpt_path": str(cfg.ckpt_path), "step": int(checkpoint.get("global_step", -1)),
+        "dataset": train_cfg.dataset.get("name"), "features": (features or {}).get("name") if features else None,
+        "reference_split": cfg.reference.split, "seed": cfg.seed, "use_ema": cfg.use_ema,
+        "class_label": cfg.class_label, "guidance_scale": cfg.guidance_scale,
+        **_flat("sampler", OmegaConf.to_container(sampler_cfg, resolve=True)),
+        **{f"{m}.num_samples": o.get("num_samples") for m, o in metric_options.items() if "num_samples" in o},
+        **{short_name(k): v for k, v in values.items()}, "seconds": round(time.perf_counter() - start, 3),
+        "metric_names": json.dumps(sorted(values)),
+    }
+    out = Path(cfg.paths.output_dir)
+    write_results([row], out)
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        sweep = Path(HydraConfig.get().sweep.dir)
+        previous = json.loads((sweep / "results.json").read_text()) if (sweep / "results.json").is_file() else []
+        write_results([*previous, row], sweep)
+    print("difflab-evaluate: " + ", ".join(f"{k} = {v:.4f}" for k, v in values.items()) + f" -> {out / 'results.json'}")
+    return row
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> float | None:
+    """Console entry point ``difflab-evaluate``; returns the first metric's value (for sweepers)."""
+    with user_errors("difflab-evaluate"):
+        row = evaluate(cfg)
+    values = [v for k, v in row.items() if k.startswith("val/")]
+    return values[0] if values else None
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()

@@ -1,0 +1,128 @@
+"""Scoring a DiffusionModule: draw samples split over ranks by per-sample seeds, feed the metric suite, add NLL.
+
+Shared by the training callback (:class:`difflab.callbacks.Evaluation`) and ``difflab-evaluate``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from difflab.metrics import (
+    MetricSuite, build_feature_extractor, metric_name, reference_key, reference_statistics,
+)
+from difflab.metrics.suite import rank_share
+from difflab.samplers import Sampler
+
+__all__ = ["Evaluator", "score_nll"]
+
+
+def score_nll(module: Any, loader: Any, stride: int = 10, max_batches: int | None = None, seed: int = 0, use_ema: bool = True) -> dict[str, Any]:
+    """The variational bound of ``loader``'s data in bits/dim (total, prior, decoder) from ``module``'s network."""
+    network = module.sampling_network(use_ema)
+    conditional = module.num_classes is not None
+    generator = torch.Generator(device=module.device).manual_seed(seed)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        return module.objective.bits_per_dim(
+            network if conditional else (lambda x, t: network(x, t)), module.diffusion, loader,
+            stride=stride, max_batches=max_batches, use_labels=conditional, device=module.device, generator=generator,
+        )
+
+
+@dataclass
+class Evaluator:
+    """Everything one evaluation needs besides the model; ``score`` runs it.
+
+    ``metrics``: metric name -> options (the ``metrics`` config group); ``features``: ``{name, weights_path}``
+    or None; ``sampler``: a factory ``sampler(schedule=...)``; ``reference``: ``{split, num_samples, cache_dir}``.
+    """
+
+    metrics: Mapping[str, Mapping[str, Any]]
+    features: Mapping[str, Any] | None
+    sampler: Callable[..., Sampler]
+    sampler_name: str
+    sampler_steps: int
+    reference: Mapping[str, Any]
+    dataset: Mapping[str, Any]
+    seed: int = 0
+    batch_size: int = 500
+    use_ema: bool = True
+    class_label: int | str | None = "all"
+    guidance_scale: float = 1.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.metrics = {k: dict(v) for k, v in (self.metrics or {}).items()}
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"evaluation.batch_size={self.batch_size!r} must be an integer >= 1")
+        self.extractor = None
+        image_metrics = [m for m in self.metrics if m not in ("two_d", "nll")]
+        if image_metrics:
+            if not self.features:
+                raise ValueError(f"metrics {image_metrics} need a feature extractor: set features=digits|mnist|fashion_mnist|inception")
+            self.extractor = build_feature_extractor(self.features["name"], self.features.get("weights_path"))
+            self.extractor.check_channels(self.dataset.get("channels"))
+        self.sample_metrics = {k: v for k, v in self.metrics.items() if k != "nll"}
+        self.suite: MetricSuite | None = None
+
+    def names(self) -> dict[str, str]:
+        """Logged name of each sample metric, e.g. ``val/fid_digits-lenet_n1000_dpmpp2m20``."""
+        extractor = self.extractor.metric_name if self.extractor is not None else None
+        return {
+            m: metric_name(m, None if m == "two_d" else extractor, c["num_samples"], self.sampler_name, self.sampler_steps)
+            for m, c in self.sample_metrics.items()
+        }
+
+    def setup(self, datamodule: Any, rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu") -> None:
+        """Load or compute the reference statistics and build the metric suite (once)."""
+        if self.suite is not None or not self.sample_metrics:
+            return
+        start = time.perf_counter()
+        reference = points = None
+        if self.extractor is not None:
+            self.extractor.to(device)
+            split = self.reference.get("split", "train")
+            real = datamodule.real_samples(split, self.reference.get("num_samples"))
+            key = reference_key(self.dataset, split, self.extractor.metric_name, self.extractor.weights_sha256, len(real))
+            batches = (real[i:i + self.batch_size] for i in range(0, len(real), self.batch_size))
+            reference = reference_statistics(self.extractor, batches, key, self.reference.get("cache_dir"), device)
+        if "two_d" in self.sample_metrics:
+            points = datamodule.real_samples("val")
+        self.suite = MetricSuite(self.sample_metrics, self.names(), self.extractor, reference, points, rank=rank, world_size=world_size, device=device)
+        self.timings["reference_s"] = time.perf_counter() - start
+
+    @torch.no_grad()
+    def score(self, module: Any, datamodule: Any, rank: int = 0, world_size: int = 1) -> dict[str, float]:
+        """Draw this rank's share of the samples, update the metrics, compute them (call on every rank)."""
+        self.setup(datamodule, rank, world_size, module.device)
+        results: dict[str, float] = {}
+        start = time.perf_counter()
+        if self.suite is not None:
+            self.suite.reset()
+            sampler = self.sampler(schedule=module.schedule)
+            share = rank_share(self.suite.max_samples, rank, world_size)
+            was_training = module.training
+            module.eval()
+            with torch.random.fork_rng(devices=[]):
+                for first in range(share.start, share.stop, self.batch_size):
+                    count = min(self.batch_size, share.stop - first)
+                    x = module.sample(sampler, count, seed=self.seed, start_index=first, class_label=self.class_label,
+                                      guidance_scale=self.guidance_scale, use_ema=self.use_ema)
+                    self.suite.update(x, torch.arange(first, first + count))
+            module.train(was_training)
+            self.timings["sampling_s"] = time.perf_counter() - start
+            with torch.random.fork_rng(devices=[]):  # KID's random subsets: the same on every rank and every run
+                torch.manual_seed(self.seed)
+                results.update(self.suite.compute())
+        if "nll" in self.metrics:
+            options = self.metrics["nll"]
+            stride, max_batches = int(options.get("stride", 10)), options.get("max_batches")
+            nll = score_nll(module, datamodule.val_dataloader(), stride, max_batches, self.seed, self.use_ema)
+            name = f"val/nll_bpd_n{nll['num_samples']}_stride{stride}"
+            results.update({name: float(nll["total_bpd"]), f"{name}_prior": float(nll["prior_bpd"]), f"{name}_decoder": float(nll["decoder_bpd"])})
+        self.timings["total_s"] = time.perf_counter() - start
+        return results

@@ -1,0 +1,218 @@
+"""The sample-based metrics (fid, kid, inception_score, precision_recall, two_d) on one set of generated samples.
+
+Features are extracted once per batch and fed to every metric. FID, KID and IS are torchmetrics' metrics
+(their math, their distributed state sync) on those features; the real side of FID and KID comes from the
+cached :class:`ReferenceStatistics`: FID's sums are loaded on rank 0 only (torchmetrics sums them over
+ranks), KID's real features are split into contiguous shards (it concatenates them in rank order). Under DDP every rank updates with its own share of the samples and every rank calls
+``compute`` (no rank-zero-only deadlock); all get the same values.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torchmetrics import Metric
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.inception import InceptionScore
+from torchmetrics.image.kid import KernelInceptionDistance
+from torchmetrics.utilities import dim_zero_cat
+
+from difflab.metrics.precision_recall import precision_recall
+from difflab.metrics.reference import ReferenceStatistics
+from difflab.metrics.two_d import wasserstein2
+
+__all__ = ["MetricSuite", "SAMPLE_METRICS", "FeatureInput", "PointSet", "rank_share"]
+
+SAMPLE_METRICS = ("fid", "kid", "inception_score", "precision_recall", "two_d")
+IMAGE_METRICS = ("fid", "kid", "inception_score", "precision_recall")
+
+
+def rank_share(num_items: int, rank: int, world_size: int) -> range:
+    """The contiguous block of ``num_items`` indices that ``rank`` holds (blocks differ by at most one item).
+
+    Gathering the blocks in rank order gives back 0..num_items-1, so a concatenated state is the same as in
+    one process."""
+    return range(rank * num_items // world_size, (rank + 1) * num_items // world_size)
+
+
+class FeatureInput(nn.Identity):
+    """Hands precomputed features to a torchmetrics metric in place of its network."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+
+class PointSet(Metric):
+    """Generated points/features gathered over ranks (cat state); ``compute`` returns them all."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("points", default=[], dist_reduce_fx="cat")
+
+    def update(self, points: torch.Tensor) -> None:
+        self.points.append(points.double())
+
+    def compute(self) -> torch.Tensor:
+        return dim_zero_cat(self.points)
+
+
+def _one_chunk_per_rank(metric: Metric) -> None:
+    """Concatenate each list state into one tensor, so that the gather over ranks yields rank 0's samples,
+    then rank 1's, ...: the global sample order, on which KID's random subsets depend. (torchmetrics gathers
+    list states element by element, which interleaves the ranks' batches.)"""
+    for name in metric._defaults:
+        value = getattr(metric, name)
+        if isinstance(value, list) and len(value) > 1:
+            setattr(metric, name, [dim_zero_cat(value)])
+
+
+def _check_count(metric: str, n: Any, minimum: int = 2) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
+        raise ValueError(f"metrics.{metric}.num_samples={n!r} must be an integer >= {minimum}")
+    return n
+
+
+class MetricSuite:
+    """Builds the configured metrics; ``update(x, indices)`` takes generated images, ``compute()`` the values.
+
+    ``config`` maps a metric name (one of :data:`SAMPLE_METRICS`) to its options (``num_samples`` and
+    metric-specific ones); ``names`` maps it to the name it is logged under. Metric m sees the samples whose
+    global index is below its ``num_samples``.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Mapping[str, Any]],
+        names: Mapping[str, str],
+        extractor: nn.Module | None,
+        reference: ReferenceStatistics | None,
+        reference_points: torch.Tensor | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        unknown = set(config) - set(SAMPLE_METRICS)
+        if unknown:
+            raise ValueError(f"metrics: {sorted(unknown)} are not sample metrics; choose from {list(SAMPLE_METRICS)} (and nll)")
+        self.config, self.names, self.extractor, self.device = dict(config), dict(names), extractor, device
+        self.num_samples = {m: _check_count(m, c.get("num_samples")) for m, c in self.config.items()}
+        self.metrics: dict[str, Metric] = {}
+        needs_features = [m for m in self.config if m in IMAGE_METRICS]
+        if needs_features and (extractor is None or reference is None):
+            raise ValueError(f"metrics {needs_features} need a feature extractor (features=...) and reference statistics")
+        for metric, options in self.config.items():
+            self.metrics[metric] = self._build(metric, options, reference, reference_points, rank, world_size).to(device)
+        if reference is not None:
+            self._warn_small(reference.features.shape[1])
+
+    def _warn_small(self, dim: int) -> None:
+        for metric in ("fid", "kid", "precision_recall"):
+            n = self.num_samples.get(metric)
+            if n is not None and n < dim:
+                warnings.warn(f"metrics.{metric}.num_samples={n} is below the feature dimension {dim}: the covariance is singular and the value strongly biased upwards", stacklevel=3)
+            elif metric == "fid" and n is not None and n < 1000:
+                warnings.warn(f"metrics.fid.num_samples={n}: FID is biased upwards at small n (it falls as n grows); compare values only at the same n", stacklevel=3)
+
+    def _build(self, metric: str, options: Mapping[str, Any], reference: ReferenceStatistics | None, points: torch.Tensor | None, rank: int, world_size: int) -> Metric:
+        if metric == "fid":
+            fid = FrechetInceptionDistance(feature=FeatureInput(reference.features.shape[1]), reset_real_features=False)
+            if rank == 0:  # summed over ranks: the reference must be counted once
+                n, mu, sigma = reference.num_samples, reference.mu, reference.sigma
+                fid.real_features_sum = (mu * n).double()
+                fid.real_features_cov_sum = (sigma * (n - 1) + n * torch.outer(mu, mu)).double()
+                fid.real_features_num_samples = torch.tensor(n, dtype=torch.long)
+            return fid
+        if metric == "kid":
+            subset_size = options.get("subset_size") or min(1000, self.num_samples["kid"], reference.num_samples)
+            if subset_size > min(self.num_samples["kid"], reference.num_samples):
+                raise ValueError(f"metrics.kid.subset_size={subset_size} exceeds the generated ({self.num_samples['kid']}) or reference ({reference.num_samples}) sample count")
+            kid = KernelInceptionDistance(
+                feature=FeatureInput(reference.features.shape[1]), subsets=int(options.get("subsets", 100)), subset_size=int(subset_size),
+                degree=int(options.get("degree", 3)), gamma=options.get("gamma"), coef=float(options.get("coef", 1.0)), reset_real_features=False,
+            )
+            share = rank_share(reference.num_samples, rank, world_size)
+            kid.real_features.append(reference.features[share.start:share.stop].float())
+            return kid
+        if metric == "inception_score":
+            return InceptionScore(feature=FeatureInput(1), splits=int(options.get("splits", 10)))
+        if metric == "precision_recall":
+            self.pr_k = int(options.get("k", 3))
+            self.reference_features = reference.features
+            return PointSet()
+        if points is None:
+            raise ValueError("metrics.two_d needs held-out points of 2-D data (dataset=moons)")
+        self.reference_points = points
+        if points.dim() != 2 or points.shape[1] != 2:
+            raise ValueError(f"metrics.two_d is for 2-D data; the dataset's points have shape {list(points.shape)}")
+        if self.num_samples["two_d"] != len(points):
+            raise ValueError(f"metrics.two_d.num_samples={self.num_samples['two_d']} must equal the number of held-out points ({len(points)}): W2 is computed between equal-size sets")
+        return PointSet()
+
+    @property
+    def max_samples(self) -> int:
+        """How many samples the evaluation draws (over all ranks)."""
+        return max(self.num_samples.values())
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor, indices: torch.Tensor, features: bool = False) -> None:
+        """Feed generated samples ``x`` (images in [-1, 1]) whose global sample indices are ``indices``.
+
+        With ``features=True`` ``x`` already holds the extractor's features (the inception score needs images).
+        """
+        x = x.to(self.device) if features else x.to(self.device).clamp(-1, 1)
+        feats = x.float() if features else None
+        logits = None
+        for metric, state in self.metrics.items():
+            keep = indices.to(x.device) < self.num_samples[metric]
+            if not bool(keep.any()):
+                continue
+            if metric == "two_d":
+                state.update(x[keep].reshape(int(keep.sum()), -1))
+            elif metric == "inception_score":
+                if features:
+                    raise ValueError("metrics.inception_score needs images, not features")
+                logits = self.extractor.logits(x) if logits is None else logits
+                state.update(logits[keep].float())
+            else:
+                feats = self.extractor(x).float() if feats is None else feats
+                if metric in ("fid", "kid"):
+                    state.update(feats[keep], real=False)
+                else:
+                    state.update(feats[keep])
+
+    def compute(self) -> dict[str, float]:
+        """Every metric's value(s) by logged name; all ranks must call it."""
+        out: dict[str, float] = {}
+        for metric, state in self.metrics.items():
+            _one_chunk_per_rank(state)
+            name = self.names[metric]
+            if metric in ("fid",):
+                out[name] = float(state.compute())
+            elif metric == "kid":
+                mean, std = state.compute()
+                out[name], out[f"{name}_std"] = float(mean), float(std)
+            elif metric == "inception_score":
+                mean, std = state.compute()
+                out[name], out[f"{name}_std"] = float(mean), float(std)
+            elif metric == "precision_recall":
+                precision, recall = precision_recall(self.reference_features.to(self.device), state.compute(), k=self.pr_k)
+                out[name.replace("precision_recall", "precision")] = precision
+                out[name.replace("precision_recall", "recall")] = recall
+            else:
+                out[name] = wasserstein2(state.compute(), self.reference_points)
+            if not math.isfinite(next(reversed(out.values()))):
+                warnings.warn(f"{name} is not finite", stacklevel=2)
+        return out
+
+    def reset(self) -> None:
+        """Forget the generated samples (the reference stays)."""
+        for state in self.metrics.values():
+            state.reset()
