@@ -99,7 +99,7 @@ def test_bad_config_is_rejected(kwargs: dict, key: str) -> None:
 
 
 def test_hydra_config_instantiates() -> None:
-    cfg = OmegaConf.create({"seed": 3, "dataset": OmegaConf.load(CONF)})
+    cfg = OmegaConf.create({"seed": 3, "dataset": OmegaConf.load(CONF).dataset})  # the file is @package _global_
     dm = instantiate(cfg.dataset)
     assert isinstance(dm, DigitsDataModule) and dm.seed == 3 and dm.batch_size == 128
     assert (cfg.dataset.channels, cfg.dataset.image_size, cfg.dataset.num_classes) == (1, 8, 10)

@@ -79,7 +79,7 @@ def test_bad_config_is_rejected(kwargs: dict, key: str) -> None:
 
 
 def test_hydra_config_instantiates() -> None:
-    cfg = OmegaConf.create({"seed": 3, "dataset": OmegaConf.load(CONF)})
+    cfg = OmegaConf.create({"seed": 3, "dataset": OmegaConf.load(CONF).dataset})  # the file is @package _global_
     dm = instantiate(cfg.dataset)
     assert isinstance(dm, MoonsDataModule) and dm.seed == 3 and dm.batch_size == 512
     assert cfg.dataset.data_dim == 2 and cfg.dataset.channels is None and cfg.dataset.image_size is None
