@@ -68,9 +68,12 @@ def main() -> None:
     rows.append(("held-out images blurred (3x3 binomial)", fid(F.conv2d(F.pad(x_val, (1,) * 4, mode="replicate"), kernel[None, None]))))
 
     checkpoints = sorted((run_dir / "checkpoints").glob("step_*.ckpt")) + [run_dir / "checkpoints" / "last.ckpt"]
-    final_samples = None
+    final_samples, seen = None, set()
     for path in checkpoints:
         checkpoint = load_checkpoint(path)
+        if checkpoint["global_step"] in seen:  # last.ckpt of a run that ended on a periodic checkpoint
+            continue
+        seen.add(checkpoint["global_step"])
         module, _ = module_from_checkpoint(checkpoint)
         sampler = make_sampler("dpmpp_2m", schedule=module.schedule, steps=20, timestep_spacing="trailing")
         samples = torch.cat([module.sample(sampler, 500, seed=0, start_index=i) for i in range(0, N, 500)])
