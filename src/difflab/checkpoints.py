@@ -1,18 +1,39 @@
-"""Read difflab checkpoints safely and rebuild the model from the config they carry."""
+"""Write checkpoints atomically, read them safely, and rebuild the model from the config they carry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from difflab.builders import build_module
 from difflab.cli import ConfigError
 from difflab.module import CHECKPOINT_KEY, DiffusionModule
+from difflab.utils.files import atomic_torch_save
 
-__all__ = ["load_checkpoint", "module_from_checkpoint"]
+__all__ = ["AtomicCheckpointIO", "load_checkpoint", "module_from_checkpoint"]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO with atomic local writes and reads that cannot run code from the file.
+
+    Lightning's own save writes through an fsspec transaction whose temporary file may sit on another
+    filesystem (then the final move is a copy that a kill can cut short) and is never fsynced; loading for a
+    resume would unpickle arbitrary objects. Here every save goes through :func:`atomic_torch_save` and every
+    load uses ``weights_only=True``.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Callable | None = lambda storage, loc: storage, weights_only: bool | None = None) -> dict[str, Any]:
+        return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -9,12 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from difflab.metrics.naming import extractor_label, metric_name
 
-__all__ = ["CONFIG_DIR", "ConfigError", "user_errors", "reported_as_config_error", "monitor_name"]
+__all__ = ["CONFIG_DIR", "ConfigError", "TrainingStopped", "WritableOutputCheck", "user_errors", "reported_as_config_error", "monitor_name"]
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -58,7 +59,11 @@ if not OmegaConf.has_resolver("difflab_cwd"):  # usable before Hydra sets ${hydr
 
 
 class ConfigError(ValueError):
-    """A bad value given by the user: reported as one line, without a traceback."""
+    """A bad value given by the user: reported as one line, without a traceback (exit status 2)."""
+
+
+class TrainingStopped(RuntimeError):
+    """A run that stopped on a fault it detected (a non-finite loss): one line, exit status 1."""
 
 
 def _root_message(err: BaseException) -> str:
@@ -87,8 +92,41 @@ def user_errors(program: str) -> Iterator[None]:
     """Print a :class:`ConfigError` as ``program: error: ...`` and exit with status 2 (traceback with HYDRA_FULL_ERROR=1)."""
     try:
         yield
-    except ConfigError as err:
+    except (ConfigError, TrainingStopped) as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"{program}: error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        sys.exit(2 if isinstance(err, ConfigError) else 1)
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why ``directory`` cannot be created and written (None when it can): checked on its nearest existing ancestor."""
+    probe = directory
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
+class WritableOutputCheck(Callback):
+    """Hydra callback: before Hydra creates the run (or sweep) directory, make sure it can; otherwise print one
+    line naming the directory and exit with status 2 instead of Hydra's traceback."""
+
+    def _check(self, directory: str, key: str) -> None:
+        reason = unwritable_reason(Path(directory))
+        if reason is not None:
+            print(f"difflab-{self.task}: error: {key}={directory!r} cannot be created: {reason}; choose a writable directory", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
+        self.task = config.get("task_name", "train")
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
+        self.task = config.get("task_name", "train")
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")

@@ -98,10 +98,18 @@ class DiffusionModule(pl.LightningModule):
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         torch.manual_seed(self._step_seed(batch_idx))
         loss = self._loss(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
+        # Decided together (any rank), so that under DDP every rank stops at the same step instead of the
+        # others waiting for ever in the next all-reduce. Raised before backward: no optimizer step, no checkpoint.
+        if self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(loss)), all=False):
+            raise FloatingPointError(f"the training loss is {loss.item()} at step {self.global_step + 1} (on rank {self.global_rank} or another)")
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch[0].shape[0])
         return loss
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        # The 2-norm of all gradients together, before clipping (Lightning clips after this hook).
+        norms = [p.grad.detach().norm() for p in self.backbone.parameters() if p.grad is not None]
+        if norms:
+            self.log("train/grad_norm", torch.stack(norms).norm(), on_step=True, on_epoch=False)
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
         # The EMA is updated as part of the optimizer step, so any checkpoint taken after the step holds both.

@@ -13,12 +13,16 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_info
 
 from difflab.builders import build_datamodule, build_module, build_sampler, to_container
-from difflab.cli import CONFIG_DIR, reported_as_config_error, user_errors
+from difflab.checkpoints import load_checkpoint
+from difflab.cli import CONFIG_DIR, ConfigError, TrainingStopped, reported_as_config_error, user_errors
+from difflab.resume import config_mismatches, resolve_ckpt_path
 
 __all__ = ["train", "main"]
 
@@ -35,11 +39,41 @@ def instantiate_all(node: DictConfig | None) -> list[Any]:
     return [obj for obj in built if obj is not None]
 
 
+def task_overrides() -> list[str]:
+    """The command-line overrides of this Hydra job (empty outside Hydra)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def resume_checkpoint(cfg: DictConfig, run_config: dict[str, Any]) -> str | None:
+    """The checkpoint this run resumes from, checked: loadable without running code, difflab's, and made by
+    the same model as ``cfg`` asks for. None: a fresh run."""
+    path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.get("resume"), Path(cfg.paths.output_dir),
+                             Path(cfg.paths.log_dir) / cfg.task_name, task_overrides())
+    if path is None:
+        return None
+    mismatches = config_mismatches(load_checkpoint(path), run_config)
+    if mismatches:
+        raise ConfigError(f"ckpt_path={path!r} was trained with other model settings ({'; '.join(mismatches[:4])}"
+                          f"{'; ...' if len(mismatches) > 4 else ''}); resume with the checkpoint's settings or start a new run")
+    return path
+
+
+def last_good_checkpoint(trainer: pl.Trainer) -> str:
+    """Where the newest complete checkpoint of this run is, for the message of a stopped run."""
+    paths = [Path(c.last_model_path or c.best_model_path) for c in trainer.checkpoint_callbacks if (c.last_model_path or c.best_model_path)]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        return "none was written"
+    newest = max(paths, key=lambda p: p.stat().st_mtime)
+    return f"{newest} (step {torch.load(newest, map_location='cpu', weights_only=True)['global_step']})"
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build everything from ``cfg`` (every bad value is reported before work starts), then fit."""
     with reported_as_config_error():
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         run_config = to_container(cfg)
+        ckpt_path = resume_checkpoint(cfg, run_config)
         datamodule = build_datamodule(cfg)
         module = build_module(cfg, datamodule.data_shape, run_config)
         build_sampler(cfg.sampler, module.schedule)  # the sampler config is checked against the schedule now
@@ -53,8 +87,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         OmegaConf.save(OmegaConf.create(run_config), output_dir / "resolved_config.yaml")
         for logger in trainer.loggers:
             logger.log_hyperparams(run_config)
-    rank_zero_info(f"difflab: run directory {cfg.paths.output_dir}")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    rank_zero_info(f"difflab: run directory {cfg.paths.output_dir}" + (f", resuming from {ckpt_path}" if ckpt_path else ""))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except FloatingPointError as err:
+        raise TrainingStopped(f"{err}: the run stopped there. Last good checkpoint: {last_good_checkpoint(trainer)}") from err
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 

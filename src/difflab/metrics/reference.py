@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from difflab.metrics.frechet import gaussian_statistics
+from difflab.utils.files import atomic_torch_save
 
 __all__ = ["ReferenceStatistics", "reference_key", "reference_statistics", "extract_features", "FORMAT_VERSION"]
 
@@ -79,9 +79,6 @@ def reference_statistics(
         raise ValueError(f"reference statistics: expected {key['num_samples']} images, got {len(features)}")
     mu, sigma = gaussian_statistics(features)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         payload = {"features": features, "mu": mu, "sigma": sigma, "key": json.dumps(key, sort_keys=True, default=str)}
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        atomic_torch_save(payload, path)
     return ReferenceStatistics(features, mu, sigma, key)

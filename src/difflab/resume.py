@@ -1,0 +1,85 @@
+"""Which checkpoint a run resumes from (``ckpt_path=last``, ``resume=auto``) and whether it fits the config.
+
+``ckpt_path=last`` looks first in this run's own ``checkpoints/last.ckpt`` (a run restarted with the same
+``hydra.run.dir``), then in the newest earlier run of the same task whose command-line overrides equal this
+run's (ignoring ``ckpt_path`` and ``resume``): the same command plus ``ckpt_path=last`` continues the run it
+repeats. ``resume=auto`` does the same but starts afresh when there is nothing to resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from difflab.cli import ConfigError
+from difflab.module import CHECKPOINT_KEY
+
+__all__ = ["RESUME_IGNORED_OVERRIDES", "find_last_checkpoint", "resolve_ckpt_path", "config_mismatches"]
+
+RESUME_IGNORED_OVERRIDES = ("ckpt_path", "resume", "trainer.max_steps")
+# The parts of a run's config that must equal the checkpoint's for its weights and optimizer state to fit.
+MODEL_KEYS = ("backbone", "objective", "schedule.name", "schedule.num_timesteps", "conditioning.enabled", "ema.enabled",
+              "dataset.name", "dataset.channels", "dataset.image_size", "dataset.data_dim")
+
+
+def _relevant(overrides: Iterable[str]) -> list[str]:
+    keep = []
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key not in RESUME_IGNORED_OVERRIDES and not key.startswith("hydra."):
+            keep.append(item)
+    return sorted(keep)
+
+
+def find_last_checkpoint(output_dir: Path, task_dir: Path, overrides: Sequence[str]) -> Path | None:
+    """This run's ``last.ckpt``, else the newest ``last.ckpt`` of an earlier run in ``task_dir`` with the same overrides."""
+    own = output_dir / "checkpoints" / "last.ckpt"
+    if own.is_file():
+        return own
+    wanted = _relevant(overrides)
+    candidates = []
+    for ckpt in list(task_dir.glob("runs/*/checkpoints/last.ckpt")) + list(task_dir.glob("multiruns/*/*/checkpoints/last.ckpt")):
+        run = ckpt.parent.parent
+        recorded = run / ".hydra" / "overrides.yaml"
+        if run == output_dir or not recorded.is_file():
+            continue
+        if _relevant(yaml.safe_load(recorded.read_text()) or []) == wanted:
+            candidates.append(ckpt)
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+
+
+def resolve_ckpt_path(ckpt_path: str | None, resume: str | bool | None, output_dir: Path, task_dir: Path, overrides: Sequence[str]) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path`` as given, or found for ``last`` / ``resume=auto``; None: a fresh run."""
+    if resume not in (None, False, "auto"):
+        raise ConfigError(f"resume={resume!r} is not accepted; use auto (continue the last matching run if there is one) or null")
+    if ckpt_path is not None and ckpt_path != "last":
+        return str(ckpt_path)
+    if ckpt_path is None and resume != "auto":
+        return None
+    found = find_last_checkpoint(output_dir, task_dir, overrides)
+    if found is None and ckpt_path == "last":
+        raise ConfigError(
+            f"ckpt_path=last found no checkpoints/last.ckpt in {output_dir} nor in an earlier run under {task_dir} "
+            f"with the same overrides {_relevant(overrides)}; give the checkpoint's path instead"
+        )
+    return None if found is None else str(found)
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: node}
+
+
+def config_mismatches(checkpoint: Mapping[str, Any], run_config: Mapping[str, Any]) -> list[str]:
+    """``key: checkpoint value -> requested value`` for every model-defining key that differs."""
+    saved = _flatten(checkpoint[CHECKPOINT_KEY]["config"])
+    wanted = _flatten(run_config)
+    keys = sorted({k for k in (*saved, *wanted) if any(k == m or k.startswith(m + ".") for m in MODEL_KEYS)})
+    return [f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in keys if saved.get(k) != wanted.get(k)]
