@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -52,11 +53,19 @@ def build_module(cfg: DictConfig, data_shape: tuple[int, ...], run_config: dict[
     """The DiffusionModule described by ``cfg`` (backbone, schedule, objective, optim, ema, conditioning, seed)."""
     objective = instantiate(cfg.objective)
     backbone = build_backbone(cfg, data_shape, objective)
+    dropout = cfg.conditioning.label_dropout
+    if not 0.0 <= dropout < 1.0:  # checked even while conditioning is off, so a typo never waits to bite
+        raise ValueError(f"conditioning.label_dropout={dropout!r} must lie in [0, 1)")
+    optimizer = instantiate(cfg.optim.optimizer)
+    try:  # the optimizer checks its own arguments (lr, betas, ...): let it, now
+        optimizer(params=[torch.zeros(1, requires_grad=True)])
+    except ValueError as err:
+        raise ValueError(f"optim.optimizer: {err} ({OmegaConf.to_container(cfg.optim.optimizer, resolve=True)})") from None
     return DiffusionModule(
         backbone=backbone,
         schedule=build_schedule(cfg),
         objective=objective,
-        optimizer=instantiate(cfg.optim.optimizer),
+        optimizer=optimizer,
         data_shape=data_shape,
         warmup_steps=cfg.optim.warmup_steps,
         ema_decay=cfg.ema.decay if cfg.ema.enabled else None,

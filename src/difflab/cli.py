@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,6 +74,7 @@ def _root_message(err: BaseException) -> str:
         key = getattr(err, "full_key", None) or key
         err = err.__cause__
     msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    msg = re.sub(r"^\w+ raised while resolving interpolation: ", "", msg)  # a resolver's own message is the news
     return f"{msg} (config key: {key})" if key and key not in msg else msg
 
 

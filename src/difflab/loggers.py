@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import netrc
 import os
+import socket
+import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 
-__all__ = ["wandb_configured", "make_wandb_logger"]
+__all__ = ["wandb_configured", "wandb_unreachable", "make_wandb_logger", "FallbackWandbLogger"]
 
 
 def wandb_configured() -> bool:
@@ -29,8 +33,47 @@ def wandb_configured() -> bool:
     return base in hosts
 
 
+def wandb_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the W&B server (``WANDB_BASE_URL``) cannot be reached in ``timeout`` seconds; None when it can."""
+    url = urlsplit(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    host, port = url.hostname or "api.wandb.ai", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        return f"{host}:{port} cannot be reached ({err.strerror or err})"
+    return None
+
+
+class FallbackWandbLogger(WandbLogger):
+    """A :class:`WandbLogger` that, when W&B refuses or fails to start a run (not authorised, server down),
+    warns once and logs offline instead of stopping the training."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        start = WandbLogger.experiment.fget  # type: ignore[attr-defined]
+        try:
+            return start(self)
+        except Exception as err:  # noqa: BLE001 - whatever W&B raises, training must go on
+            if self._offline:
+                raise
+            warnings.warn(f"W&B could not start an online run ({type(err).__name__}: {err}); logging offline instead "
+                          f"(sync later with `wandb sync {self._save_dir}/wandb`)", stacklevel=2)
+            self._offline, self._experiment = True, None
+            self._wandb_init["mode"] = "offline"
+            return start(self)
+
+
 def make_wandb_logger(offline: bool | None = None, **kwargs: Any) -> WandbLogger:
-    """A :class:`WandbLogger`; ``offline=None`` (the default) means offline unless :func:`wandb_configured`."""
+    """A W&B logger; ``offline=None`` (the default) means offline unless :func:`wandb_configured`.
+
+    An online logger whose server cannot be reached falls back to offline with one warning, before training.
+    """
     if offline is None:
         offline = not wandb_configured()
-    return WandbLogger(offline=offline, **kwargs)
+    if not offline:
+        reason = wandb_unreachable()
+        if reason is not None:
+            warnings.warn(f"W&B: {reason}; logging offline instead (sync later with `wandb sync`)", stacklevel=2)
+            offline = True
+    return FallbackWandbLogger(offline=offline, **kwargs)

@@ -17,7 +17,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from difflab.builders import build_datamodule, build_module, build_sampler, to_container
 from difflab.checkpoints import load_checkpoint
@@ -68,6 +68,19 @@ def last_good_checkpoint(trainer: pl.Trainer) -> str:
     return f"{newest} (step {torch.load(newest, map_location='cpu', weights_only=True)['global_step']})"
 
 
+def keep_previous_metrics(output_dir: Path) -> None:
+    """A run resumed in its own directory: move ``csv/metrics.csv`` to ``csv/metrics.<k>.csv`` (k = 1, 2, ...)
+    before Lightning's CSV logger, which deletes an existing file, starts a new one."""
+    previous = output_dir / "csv" / "metrics.csv"
+    if rank_zero_only.rank != 0 or not previous.is_file():
+        return
+    k = 1
+    while (target := previous.with_name(f"metrics.{k}.csv")).exists():
+        k += 1
+    previous.rename(target)
+    rank_zero_info(f"difflab: the metrics logged before this resume are kept in {target}")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build everything from ``cfg`` (every bad value is reported before work starts), then fit."""
     with reported_as_config_error():
@@ -78,9 +91,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         module = build_module(cfg, datamodule.data_shape, run_config)
         build_sampler(cfg.sampler, module.schedule)  # the sampler config is checked against the schedule now
         callbacks = instantiate_all(cfg.get("callbacks"))
+        for callback in callbacks:  # callbacks that need something of the data say so now, not at their first use
+            if hasattr(callback, "check_data"):
+                callback.check_data(datamodule)
         loggers = instantiate_all(cfg.get("logger"))
         trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
+    if ckpt_path is not None:
+        keep_previous_metrics(Path(cfg.paths.output_dir))
     if trainer.is_global_zero:
         output_dir = Path(cfg.paths.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)

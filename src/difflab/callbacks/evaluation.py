@@ -48,6 +48,10 @@ class Evaluation(pl.Callback):
         self.last_step = -1
         self.history: list[tuple[int, dict[str, float]]] = []
 
+    def check_data(self, datamodule: Any) -> None:
+        """Called by ``difflab-train`` before training: the data holds what the metrics need."""
+        self.evaluator.check_data(datamodule)
+
     def _evaluate(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if not self.evaluator.metrics:
             return

@@ -89,7 +89,14 @@ def linear_betas(
                 f"linear schedule: {key} after rescaling by 1000/T = {scale:.4g} is {value:.4g}, outside (0, 1); "
                 f"use a larger schedule.num_timesteps, a smaller schedule.{key}, or schedule.rescale_to_timesteps=false"
             )
+    _check_increasing("linear", beta_start, beta_end)
     return torch.linspace(start, end, T, dtype=torch.float64)
+
+
+def _check_increasing(schedule: str, beta_start: float, beta_end: float) -> None:
+    """Noise must grow with t (t = 0 least noisy): beta_end > beta_start."""
+    if not beta_end > beta_start:
+        raise ValueError(f"{schedule} schedule: beta_end={beta_end!r} must be greater than beta_start={beta_start!r} (betas increase with t)")
 
 
 def betas_from_alpha_bar(alpha_bar: Callable[[torch.Tensor], torch.Tensor], num_timesteps: int, max_beta: float = 0.999) -> torch.Tensor:
@@ -126,6 +133,7 @@ def polynomial_betas(
     start, end = beta_start * scale, beta_end * scale
     if not (0.0 <= start < 1.0 and 0.0 < end < 1.0):
         raise ValueError(f"polynomial schedule: beta_start={start:.4g} and beta_end={end:.4g} must lie in [0, 1) and (0, 1)")
+    _check_increasing("polynomial", beta_start, beta_end)
     return torch.linspace(start ** (1.0 / power), end ** (1.0 / power), T, dtype=torch.float64) ** power
 
 

@@ -26,7 +26,7 @@ from difflab.metrics.precision_recall import precision_recall
 from difflab.metrics.reference import ReferenceStatistics
 from difflab.metrics.two_d import wasserstein2
 
-__all__ = ["MetricSuite", "SAMPLE_METRICS", "FeatureInput", "PointSet", "rank_share"]
+__all__ = ["MetricSuite", "SAMPLE_METRICS", "FeatureInput", "PointSet", "check_count", "rank_share"]
 
 SAMPLE_METRICS = ("fid", "kid", "inception_score", "precision_recall", "two_d")
 IMAGE_METRICS = ("fid", "kid", "inception_score", "precision_recall")
@@ -74,7 +74,8 @@ def _one_chunk_per_rank(metric: Metric) -> None:
             setattr(metric, name, [dim_zero_cat(value)])
 
 
-def _check_count(metric: str, n: Any, minimum: int = 2) -> int:
+def check_count(metric: str, n: Any, minimum: int = 2) -> int:
+    """``metrics.<metric>.num_samples`` as an int, or a ValueError naming it when it is not an integer >= minimum."""
     if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
         raise ValueError(f"metrics.{metric}.num_samples={n!r} must be an integer >= {minimum}")
     return n
@@ -103,7 +104,7 @@ class MetricSuite:
         if unknown:
             raise ValueError(f"metrics: {sorted(unknown)} are not sample metrics; choose from {list(SAMPLE_METRICS)} (and nll)")
         self.config, self.names, self.extractor, self.device = dict(config), dict(names), extractor, device
-        self.num_samples = {m: _check_count(m, c.get("num_samples")) for m, c in self.config.items()}
+        self.num_samples = {m: check_count(m, c.get("num_samples")) for m, c in self.config.items()}
         self.metrics: dict[str, Metric] = {}
         needs_features = [m for m in self.config if m in IMAGE_METRICS]
         if needs_features and (extractor is None or reference is None):
