@@ -101,7 +101,8 @@ class DiffusionModule(pl.LightningModule):
         # Decided together (any rank), so that under DDP every rank stops at the same step instead of the
         # others waiting for ever in the next all-reduce. Raised before backward: no optimizer step, no checkpoint.
         if self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(loss)), all=False):
-            raise FloatingPointError(f"the training loss is {loss.item()} at step {self.global_step + 1} (on rank {self.global_rank} or another)")
+            where = "" if self.trainer.world_size == 1 else f" on some rank (rank {self.global_rank}'s is {loss.item()})"
+            raise FloatingPointError(f"the training loss is {'not finite' if where else loss.item()} at step {self.global_step + 1}{where}")
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch[0].shape[0])
         return loss
 

@@ -1,0 +1,213 @@
+"""Crashes and faults lose nothing: SIGKILL mid-run and mid-checkpoint-write, a NaN loss, W&B unavailable."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT, compose_config
+from difflab.cli import TrainingStopped
+from difflab.module import DiffusionModule
+from difflab.train import train
+
+# A small U-Net with dropout, LR warm-up and EMA; a checkpoint every 4 steps, every loss logged.
+TINY = [
+    "dataset.batch_size=32", "backbone.base_channels=16", "backbone.num_groups=8", "backbone.num_res_blocks=1",
+    "backbone.dropout=0.1", "optim.warmup_steps=5", "ema.decay=0.99", "trainer.max_steps=16", "trainer.val_check_interval=8",
+    "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "callbacks.model_checkpoint.every_n_train_steps=4",
+    "callbacks.sample_grid.every_n_steps=100", "callbacks.rich_progress_bar=null", "metrics=[]",
+]
+
+# Runs difflab-train in a subprocess; KILL_AT_STEP makes it SIGKILL itself halfway through writing the
+# checkpoint of that step (the first file of that step: step_<N>.ckpt), as a preemption would.
+LAUNCHER = """
+import io, os, signal, sys, torch
+kill_at = int(os.environ.get("KILL_AT_STEP", "-1"))
+real_save = torch.save
+def save(obj, f, *args, **kwargs):
+    if isinstance(obj, dict) and obj.get("global_step") == kill_at and hasattr(f, "write"):
+        buffer = io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_save(obj, f, *args, **kwargs)
+torch.save = save
+from difflab.train import main
+sys.argv = ["difflab-train", *sys.argv[1:]]
+main()
+"""
+
+
+def start(args: list[str], cwd: Path, kill_at_step: int | None = None) -> subprocess.Popen:
+    env = {**os.environ, "DIFFLAB_ROOT": str(cwd), "PYTHONWARNINGS": "ignore", "KILL_AT_STEP": str(kill_at_step or -1)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.Popen([sys.executable, "-c", LAUNCHER, *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen) -> None:
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+
+
+def logged_losses(run: Path) -> dict[int, float]:
+    """train/loss by step from every metrics file of the run (those kept across resumes too)."""
+    out: dict[int, float] = {}
+    for path in sorted((run / "csv").glob("metrics*.csv")):
+        with open(path) as handle:
+            for row in csv.DictReader(handle):
+                if row.get("train/loss"):
+                    step, loss = int(row["step"]), float(row["train/loss"])
+                    assert out.setdefault(step, loss) == loss, f"step {step} logged twice with different losses"
+    return out
+
+
+def assert_same_end(run: Path, reference: Path) -> None:
+    a = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 16
+    for key in a["state_dict"]:  # raw weights and EMA
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    for sa, sb in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
+        for name in sa:
+            assert torch.equal(torch.as_tensor(sa[name]), torch.as_tensor(sb[name])), name
+    expected, got = logged_losses(reference), logged_losses(run)
+    assert sorted(got) == sorted(expected) and len(expected) == 16
+    assert all(got[s] == expected[s] for s in expected)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("uninterrupted")
+    finish(start([*TINY, f"hydra.run.dir={root / 'run'}"], root))
+    return root / "run"
+
+
+def test_sigkill_mid_run_then_ckpt_path_last_ends_like_an_uninterrupted_run(uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    args = [*TINY, f"hydra.run.dir={run}"]
+    process = start(args, tmp_path)
+    deadline = time.monotonic() + 300
+    while not (run / "checkpoints" / "step_0000008.ckpt").exists():  # killed while steps 9, 10, ... run
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run / "checkpoints" / "step_0000016.ckpt").exists()
+    finish(start([*args, "ckpt_path=last"], tmp_path))
+    assert (run / "csv" / "metrics.1.csv").is_file()  # the killed run's log, kept
+    assert_same_end(run, uninterrupted)
+
+
+def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one_loadable(uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    args = [*TINY, f"hydra.run.dir={run}"]
+    process = start(args, tmp_path, kill_at_step=8)
+    process.wait(timeout=600)
+    assert process.returncode == -signal.SIGKILL
+    checkpoints = run / "checkpoints"
+    assert not (checkpoints / "step_0000008.ckpt").exists()  # the half-written file never took the name
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 4
+    finish(start([*args, "ckpt_path=last"], tmp_path))
+    assert_same_end(run, uninterrupted)
+
+
+def test_resume_auto_continues_the_newest_matching_run_or_starts_afresh(tmp_path, hydra_cleanup):
+    short = [o for o in TINY if not o.startswith("trainer.max_steps")]
+    first = tmp_path / "outputs" / "train" / "runs" / "first"
+    process = start([*short, "trainer.max_steps=4", f"hydra.run.dir={first}"], tmp_path)
+    finish(process)
+    # Same overrides (max_steps may differ) in a new directory: continues from the first run's last.ckpt.
+    second = tmp_path / "outputs" / "train" / "runs" / "second"
+    finish(start([*short, "trainer.max_steps=8", "resume=auto", f"hydra.run.dir={second}"], tmp_path))
+    assert torch.load(second / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
+    assert min(logged_losses(second)) == 4  # logged steps count from 0: the 5th step is step 4
+    # Other overrides: nothing to continue, a fresh run.
+    third = tmp_path / "outputs" / "train" / "runs" / "third"
+    finish(start([*short, "trainer.max_steps=4", "seed=1", "resume=auto", f"hydra.run.dir={third}"], tmp_path))
+    assert min(logged_losses(third)) == 0
+
+
+def test_a_nan_loss_stops_the_run_at_once_and_keeps_the_last_good_checkpoint(tmp_path, hydra_cleanup, monkeypatch):
+    real_loss = DiffusionModule._loss
+
+    def loss_nan_at_step_6(self, batch, *args, **kwargs):
+        loss = real_loss(self, batch, *args, **kwargs)
+        return loss * float("nan") if self.training and self.global_step == 5 else loss
+
+    monkeypatch.setattr(DiffusionModule, "_loss", loss_nan_at_step_6)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingStopped) as stopped:
+        train(compose_config("train", TINY, run))
+    message = str(stopped.value)
+    assert "the training loss is nan at step 6" in message
+    assert f"Last good checkpoint: {run / 'checkpoints' / 'last.ckpt'} (step 4)" in message
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == ["last.ckpt", "step_0000004.ckpt"]
+    losses = logged_losses(run)
+    assert max(losses) == 4 and all(map(torch.isfinite, map(torch.tensor, losses.values())))
+
+
+def test_a_diverging_run_stops_with_one_line_and_exit_status_1(tmp_path):
+    """Through the command line: a learning rate of 1e30 sends the weights to inf after the first step."""
+    result = subprocess.run([sys.executable, "-m", "difflab.train", *TINY, "optim.optimizer.lr=1e30", "optim.warmup_steps=0",
+                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env={**os.environ, "DIFFLAB_ROOT": str(tmp_path)},
+                            capture_output=True, text=True, timeout=300)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert re.match(r"difflab-train: error: the training loss is (nan|inf) at step 2: the run stopped there\. Last good checkpoint: none was written$", last), last
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_wandb_falls_back_to_offline_with_one_warning(tmp_path, monkeypatch):
+    from difflab.loggers import make_wandb_logger
+
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port here
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        started = time.monotonic()
+        logger = make_wandb_logger(project="difflab", save_dir=str(tmp_path))
+    assert time.monotonic() - started < 10
+    assert logger._offline
+    assert [str(w.message) for w in caught if "W&B" in str(w.message)] == [
+        "W&B: 127.0.0.1:9 cannot be reached (Connection refused); logging offline instead (sync later with `wandb sync`)"]
+
+
+def test_a_wandb_run_that_fails_to_start_online_continues_offline(tmp_path, monkeypatch):
+    import wandb
+
+    from difflab.loggers import FallbackWandbLogger
+
+    real_init, modes = wandb.init, []
+
+    def init(**kwargs):
+        modes.append(kwargs.get("mode"))
+        if kwargs.get("mode") != "offline":
+            raise wandb.errors.AuthenticationError("API key rejected")
+        return real_init(**kwargs)
+
+    monkeypatch.setattr(wandb, "init", init)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    logger = FallbackWandbLogger(offline=False, project="difflab", save_dir=str(tmp_path))
+    with pytest.warns(UserWarning, match="W&B could not start an online run .*AuthenticationError: API key rejected.*logging offline"):
+        experiment = logger.experiment
+    try:
+        assert modes == [None, "offline"] and experiment.settings.mode == "offline"
+        logger.log_metrics({"train/loss": 1.0}, step=0)
+    finally:
+        wandb.finish()
