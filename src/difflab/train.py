@@ -89,7 +89,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ckpt_path = resume_checkpoint(cfg, run_config)
         datamodule = build_datamodule(cfg)
         module = build_module(cfg, datamodule.data_shape, run_config)
-        build_sampler(cfg.sampler, module.schedule)  # the sampler config is checked against the schedule now
+        build_sampler(cfg.sampler, module.schedule)  # the sampler configs are checked against the schedule now
+        if cfg.get("metrics"):
+            try:
+                build_sampler(cfg.evaluation.sampler, module.schedule)
+            except ValueError as err:
+                raise ValueError(f"evaluation.{err}" if str(err).startswith("sampler.") else str(err)) from None
         callbacks = instantiate_all(cfg.get("callbacks"))
         for callback in callbacks:  # callbacks that need something of the data say so now, not at their first use
             if hasattr(callback, "check_data"):

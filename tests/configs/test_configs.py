@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from conftest import compose_config
 from difflab.builders import build_datamodule, build_module, build_sampler
 from difflab.cli import CONFIG_DIR
+from difflab.data.fake_files import write_fake
 from difflab.train import instantiate_all
 
 CONF = Path(CONFIG_DIR)
@@ -31,6 +32,19 @@ DATA_FOR_BACKBONE = {"mlp": "dataset=moons"}
 DATA_FOR_IMAGE_BACKBONE = {"unet_ddpm_cifar10": ["dataset=shapes", "dataset.image_size=32", "dataset.channels=3"]}
 
 
+# Datasets read from files: each case reads tiny files in the real format (tests/data/test_real_datasets.py trains on them).
+FILE_DATASETS = {"mnist": [], "fashion_mnist": [], "cifar10": ["dataset.verify_md5=false"], "image_folder": []}
+FILE_DATASET_OF = {("dataset", name): name for name in FILE_DATASETS} | {("experiment", "ddpm_cifar10"): "cifar10"}
+
+
+def file_data_overrides(group: str, option: str, root: Path) -> list[str]:
+    """``dataset.root`` pointing at tiny files written under ``root`` for cases whose dataset is read from files."""
+    name = FILE_DATASET_OF.get((group, option))
+    if name is None:
+        return []
+    return [f"dataset.root={write_fake(name, root / name)}", *FILE_DATASETS[name]]
+
+
 def overrides_for(group: str, option: str) -> list[str]:
     overrides = [f"{group}={option}"]
     if group == "backbone":
@@ -41,10 +55,15 @@ def overrides_for(group: str, option: str) -> list[str]:
         overrides.append("sampler.steps=9")  # a 9-step schedule cannot run the default 50-step sampler
     if (group, option) == ("metrics", "two_d"):
         overrides += ["dataset=moons", "backbone=mlp"]  # W2 between point sets is for 2-D data
+    if (group, option) in (("features", "mnist"), ("features", "fashion_mnist")):
+        overrides.append("metrics=[]")  # their weights are built from the dataset files (not shipped): composes without them
     if (group, option) == ("features", "inception"):
         overrides.append("metrics=[]")  # composes without the weights; tests/integration/test_evaluation.py runs it
     if group == "dataset":
-        overrides.append({"moons": "backbone=mlp", "shapes": "backbone=unet_small"}.get(option, "backbone=unet_tiny"))
+        small = {"moons": "backbone=mlp"} | dict.fromkeys(["shapes", *FILE_DATASETS], "backbone=unet_small")
+        overrides.append(small.get(option, "backbone=unet_tiny"))
+    if (group, option) == ("experiment", "ddpm_cifar10"):
+        overrides += ["trainer=cpu", "metrics=[]"]  # a GPU preset scored on Inception features: built here without either
     return overrides
 
 
@@ -56,7 +75,7 @@ def test_every_group_file_is_covered():
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_option_composes_and_instantiates(group, option, tmp_path, hydra_cleanup, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = compose_config("train", overrides_for(group, option), tmp_path)
+    cfg = compose_config("train", overrides_for(group, option) + file_data_overrides(group, option, tmp_path), tmp_path)
     datamodule = build_datamodule(cfg)
     assert isinstance(datamodule, pl.LightningDataModule)
     module = build_module(cfg, datamodule.data_shape)
@@ -65,11 +84,12 @@ def test_option_composes_and_instantiates(group, option, tmp_path, hydra_cleanup
     for obj in instantiate_all(cfg.get("callbacks")) + instantiate_all(cfg.get("logger")):
         assert isinstance(obj, (pl.Callback, pl.loggers.Logger))
     if group == "metrics":
-        assert list(cfg.metrics) == [option]
-        expected = {"fid": "min", "kid": "min", "two_d": "min", "inception_score": "max"}.get(option)
+        metric = {"fid_50k": "fid"}.get(option, option)  # fid_50k is fid with n = 50,000
+        assert list(cfg.metrics) == [metric]
+        expected = {"fid": "min", "kid": "min", "two_d": "min", "inception_score": "max"}.get(metric)
         assert (cfg.evaluation.monitor is None) == (expected is None)
         if expected:
-            assert cfg.evaluation.monitor.startswith(f"val/{option}_") and cfg.evaluation.monitor_mode == expected
+            assert cfg.evaluation.monitor.startswith(f"val/{metric}_") and cfg.evaluation.monitor_mode == expected
     if group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         return  # a GPU trainer composes here; building it needs a GPU
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[])

@@ -42,6 +42,8 @@ def bad_inputs(checkpoint, tmp_path) -> list[tuple[list[str], str]]:
         (["sampler.steps=2000"], "sampler.steps=2000 must be an integer in [1, schedule.num_timesteps=1000]"),
         (["sampler.steps=0"], "sampler.steps=0 must be an integer in [1, schedule.num_timesteps=1000]"),
         (["sampler.eta=-0.5"], "sampler.eta=-0.5 must be >= 0"),
+        (["metrics=[fid]", "schedule.num_timesteps=10", "schedule.rescale_to_timesteps=false", "sampler.steps=10"],
+         "evaluation.sampler.steps=20 must be an integer in [1, schedule.num_timesteps=10]"),
         (["dataset.image_size=12", "backbone=unet_small"], "attention_resolutions contains 8, but this U-Net only has resolutions [12, 6, 3]"),
         (["dataset=shapes"], "attention_resolutions contains 4, but this U-Net only has resolutions [16, 8] for image_size=16"),
         (["dataset.batch_size=0"], "dataset.batch_size=0 must be an integer >= 1"),

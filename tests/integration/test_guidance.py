@@ -40,7 +40,7 @@ def test_class_labels():
 
 def test_guided_digits_model_draws_the_requested_class(tmp_path, hydra_cleanup):
     cfg = compose_config("train", [
-        "conditioning.enabled=true", "trainer.max_steps=800", "callbacks.rich_progress_bar=null",
+        "conditioning.enabled=true", "trainer.max_steps=800", "callbacks.rich_progress_bar=null", "metrics=[]",
         "callbacks.sample_grid.every_n_steps=100000", "callbacks.sample_grid.num_samples=20",
         "callbacks.model_checkpoint.every_n_train_steps=800", "trainer.val_check_interval=800",
     ], tmp_path)

@@ -20,7 +20,7 @@ def test_bits_per_dim_falls_during_training(tmp_path, hydra_cleanup, monkeypatch
     monkeypatch.setattr(BitsPerDim, "on_train_batch_end", record)
     cfg = compose_config("train", [
         "callbacks=nll", "callbacks.nll.every_n_steps=150", "callbacks.nll.stride=20", "callbacks.nll.max_batches=1",
-        "objective=improved_ddpm", "trainer.max_steps=450", "callbacks.rich_progress_bar=null", "sampler.steps=5",
+        "objective=improved_ddpm", "trainer.max_steps=450", "callbacks.rich_progress_bar=null", "sampler.steps=5", "metrics=[]",
         "callbacks.sample_grid.every_n_steps=100000", "callbacks.sample_grid.num_samples=4",
     ], tmp_path)
     train(cfg)

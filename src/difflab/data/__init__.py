@@ -1,23 +1,38 @@
-"""Embedded datasets as LightningDataModules, with a resumable step-indexed training sampler."""
+"""Datasets as LightningDataModules (embedded, procedural and real image data), with a resumable step-indexed
+training sampler."""
 
 from difflab.data.base import ArrayDataModule
 from difflab.data.digits import DigitsDataModule
+from difflab.data.image_folder import ImageFolderDataModule
+from difflab.data.images import ImageDataModule, UInt8ImageDataset
 from difflab.data.moons import MoonsDataModule
-from difflab.data.sampling import StepBatchSampler
+from difflab.data.sampling import StepBatch, StepBatchSampler
 from difflab.data.shapes import ShapesDataModule, draw_shapes
+from difflab.data.torchvision_sets import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
 DATAMODULES: dict[str, type[ArrayDataModule]] = {
     "moons": MoonsDataModule,
     "digits": DigitsDataModule,
     "shapes": ShapesDataModule,
+    "mnist": MNISTDataModule,
+    "fashion_mnist": FashionMNISTDataModule,
+    "cifar10": CIFAR10DataModule,
+    "image_folder": ImageFolderDataModule,
 }
 
 __all__ = [
     "DATAMODULES",
     "ArrayDataModule",
+    "CIFAR10DataModule",
     "DigitsDataModule",
+    "FashionMNISTDataModule",
+    "ImageDataModule",
+    "ImageFolderDataModule",
+    "MNISTDataModule",
     "MoonsDataModule",
     "ShapesDataModule",
+    "StepBatch",
     "StepBatchSampler",
+    "UInt8ImageDataset",
     "draw_shapes",
 ]

@@ -39,11 +39,15 @@ class ArrayDataModule(pl.LightningDataModule):
     The sampler already shards batches over ranks, so the Trainer must be built with
     ``use_distributed_sampler=False`` (otherwise Lightning raises a TypeError under DDP when it tries to
     inject a DistributedSampler). Every rank validates on the whole val split.
+
+    Loader settings: ``num_workers``, ``pin_memory``, ``persistent_workers`` (None: on when ``num_workers > 0``)
+    and ``prefetch_factor`` (None: PyTorch's default; used only with workers).
     """
 
     name: str = "array"
     data_shape: tuple[int, ...]
     num_classes: int
+    batches_carry_step: bool = False  # True: the training sampler yields StepBatch (datasets with per-step augmentation)
 
     def __init__(
         self,
@@ -53,6 +57,8 @@ class ArrayDataModule(pl.LightningDataModule):
         seed: int = 0,
         pin_memory: bool = False,
         name: str | None = None,
+        persistent_workers: bool | None = None,
+        prefetch_factor: int | None = None,
     ) -> None:
         super().__init__()
         check_fixed("name", name, self.name, self.name)
@@ -61,6 +67,8 @@ class ArrayDataModule(pl.LightningDataModule):
         self.num_workers = _check_int("num_workers", num_workers, 0)
         self.seed = int(seed)
         self.pin_memory = bool(pin_memory)
+        self.persistent_workers = None if persistent_workers is None else bool(persistent_workers)
+        self.prefetch_factor = None if prefetch_factor is None else _check_int("prefetch_factor", prefetch_factor, 1)
         self.train_dataset: TensorDataset | None = None
         self.val_dataset: TensorDataset | None = None
 
@@ -75,7 +83,11 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def _loader_kwargs(self) -> dict[str, Any]:
         workers = self.num_workers
-        return {"num_workers": workers, "pin_memory": self.pin_memory, "persistent_workers": workers > 0}
+        persistent = workers > 0 if self.persistent_workers is None else self.persistent_workers and workers > 0
+        kwargs: dict[str, Any] = {"num_workers": workers, "pin_memory": self.pin_memory, "persistent_workers": persistent}
+        if workers > 0 and self.prefetch_factor is not None:
+            kwargs["prefetch_factor"] = self.prefetch_factor
+        return kwargs
 
     def train_sampler(self) -> StepBatchSampler:
         """The training batch sampler for the attached trainer's rank, world size and progress."""
@@ -88,7 +100,7 @@ class ArrayDataModule(pl.LightningDataModule):
             start_step = trainer.global_step * trainer.accumulate_grad_batches
         return StepBatchSampler(
             len(self.train_dataset), self.batch_size, seed=self.seed, rank=rank, world_size=world_size,
-            start_step=start_step,
+            start_step=start_step, with_step=self.batches_carry_step,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -7,10 +7,26 @@ from typing import Iterator
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["StepBatchSampler"]
+__all__ = ["StepBatch", "StepBatchSampler"]
 
 _SEED_MULT = 1_000_003
 _SEED_MOD = 2**63
+
+
+class StepBatch(list):
+    """A list of dataset indices that also says which global ``step`` and ``rank`` it belongs to.
+
+    Datasets whose ``__getitems__`` reads these (e.g. to seed per-batch random flips) stay a pure function of
+    (seed, step, rank, position), so a resumed run sees exactly the batches of an uninterrupted one.
+    """
+
+    def __init__(self, indices: list[int], step: int, rank: int) -> None:
+        super().__init__(indices)
+        self.step = step
+        self.rank = rank
+
+    def __reduce__(self) -> tuple:  # pickled to DataLoader workers with its step and rank
+        return (StepBatch, (list(self), self.step, self.rank))
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -24,6 +40,7 @@ class StepBatchSampler(Sampler[list[int]]):
     A run resumed with ``start_step=N`` therefore sees exactly the batches an uninterrupted run sees at
     steps N, N+1, ... There is deliberately no ``__len__``: DataLoaders built on this sampler are unsized,
     which Lightning treats as an epoch that never ends (stop training with ``Trainer(max_steps=...)``).
+    With ``with_step=True`` each batch is a :class:`StepBatch` (a list carrying its step and rank).
     """
 
     def __init__(
@@ -35,6 +52,7 @@ class StepBatchSampler(Sampler[list[int]]):
         world_size: int = 1,
         start_step: int = 0,
         shuffle: bool = True,
+        with_step: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
@@ -55,6 +73,7 @@ class StepBatchSampler(Sampler[list[int]]):
         self.world_size = world_size
         self.start_step = start_step
         self.shuffle = shuffle
+        self.with_step = with_step
         self.steps_per_epoch = num_items // global_batch
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
@@ -78,5 +97,6 @@ class StepBatchSampler(Sampler[list[int]]):
             if step // self.steps_per_epoch != epoch:
                 epoch = step // self.steps_per_epoch
                 order = self.epoch_order(epoch)
-            yield self.batch_at(step, order)
+            batch = self.batch_at(step, order)
+            yield StepBatch(batch, step, self.rank) if self.with_step else batch
             step += 1

@@ -65,7 +65,11 @@ def lenet_record(name: str) -> dict[str, Any]:
     path = WEIGHTS_DIR / f"{name}.json"
     if not path.is_file():
         available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.json"))
-        raise FileNotFoundError(f"no feature extractor weights named {name!r} in {WEIGHTS_DIR}; available: {available}")
+        dataset = name.removesuffix("_lenet")
+        raise FileNotFoundError(
+            f"no feature extractor weights named {name!r} in {WEIGHTS_DIR}; available: {available}; build them from the "
+            f"dataset files with: python -m difflab.metrics.train_extractor {dataset} --root <dir>"
+        )
     return json.loads(path.read_text())
 
 
