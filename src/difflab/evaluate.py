@@ -107,8 +107,8 @@ def main(cfg: DictConfig) -> float | None:
     """Console entry point ``difflab-evaluate``; returns the first metric's value (for sweepers)."""
     with user_errors("difflab-evaluate"):
         row = evaluate(cfg)
-    values = [v for k, v in row.items() if k.startswith("val/")]
-    return values[0] if values else None
+    names = json.loads(row["metric_names"])  # the row's columns carry the short names
+    return row[short_name(names[0])] if names else None
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info
 
+from difflab.callbacks.cadence import is_due
 from difflab.evaluation import Evaluator, score_nll
 
 __all__ = ["BitsPerDim", "Evaluation", "best_checkpoint"]
@@ -69,8 +70,7 @@ class Evaluation(pl.Callback):
         rank_zero_info(f"step {trainer.global_step}: " + ", ".join(f"{k} = {v:.4f}" for k, v in results.items()) + f" ({time.perf_counter() - start:.1f} s)")
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
-        if step > 0 and step % self.every_n_steps == 0 and (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
+        if is_due(trainer, batch_idx, self.every_n_steps):
             self._evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
@@ -109,9 +109,9 @@ class BitsPerDim(pl.Callback):
         return score_nll(pl_module, trainer.datamodule.val_dataloader(), self.stride, self.max_batches, self.seed, self.use_ema)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
-        if step == 0 or step % self.every_n_steps or (batch_idx + 1) % trainer.accumulate_grad_batches:
+        if not is_due(trainer, batch_idx, self.every_n_steps):
             return
+        step = trainer.global_step
         result = self.evaluate(trainer, pl_module)
         name = f"val/nll_bpd_n{result['num_samples']}_stride{self.stride}"
         self.history.append((step, float(result["total_bpd"])))

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 
+from difflab.callbacks.cadence import is_due
 from difflab.samplers import Sampler
 from difflab.utils.images import samples_to_image, save_samples_image
 from difflab.utils.logging import log_image
@@ -62,9 +63,8 @@ class SampleGrid(pl.Callback):
 
     @rank_zero_only
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
-        if step > 0 and step % self.every_n_steps == 0 and (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
-            self._draw(trainer, pl_module, f"step_{step:07d}")
+        if is_due(trainer, batch_idx, self.every_n_steps):
+            self._draw(trainer, pl_module, f"step_{trainer.global_step:07d}")
 
     @rank_zero_only
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:

@@ -6,7 +6,6 @@ Every extractor takes images in [-1, 1] of shape [B, C, H, W] and returns float 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ from torch import nn
 
 from difflab.metrics.lenet import LeNetFeatures, lenet_record, load_lenet
 from difflab.metrics.naming import LENET_EXTRACTORS, extractor_label
+from difflab.utils.files import file_sha256
 
 __all__ = ["FeatureExtractor", "InceptionFeatures", "LeNetExtractor", "build_feature_extractor", "inception_weights_path", "INCEPTION_URL", "INCEPTION_FILE"]
 
@@ -55,7 +55,7 @@ class LeNetExtractor(FeatureExtractor):
         self.net: LeNetFeatures = load_lenet(f"{dataset}_lenet", weights_path)
         self.metric_name = extractor_label(dataset)
         self.num_features = self.net.num_features
-        self.weights_sha256 = record["sha256"] if weights_path is None else _sha256(Path(weights_path))
+        self.weights_sha256 = record["sha256"] if weights_path is None else file_sha256(Path(weights_path))
         self.test_accuracy = float(record["test_accuracy"])
         self.channels = (self.net.channels,)
 
@@ -112,7 +112,7 @@ class InceptionFeatures(FeatureExtractor):
         self.metric_name = extractor_label("inception")
         self.num_features = 2048
         self.channels = (1, 3)
-        self.weights_sha256 = _sha256(path)
+        self.weights_sha256 = file_sha256(path)
 
     @staticmethod
     def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -128,14 +128,6 @@ class InceptionFeatures(FeatureExtractor):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.to_uint8(x))[1]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_feature_extractor(name: str, weights_path: str | None = None) -> FeatureExtractor:

@@ -26,7 +26,7 @@ from difflab.metrics.precision_recall import precision_recall
 from difflab.metrics.reference import ReferenceStatistics
 from difflab.metrics.two_d import wasserstein2
 
-__all__ = ["MetricSuite", "SAMPLE_METRICS", "FeatureInput", "PointSet", "check_count", "rank_share"]
+__all__ = ["MetricSuite", "SAMPLE_METRICS", "FeatureInput", "PointSet", "check_count", "check_two_d_count", "rank_share", "sample_metric_counts"]
 
 SAMPLE_METRICS = ("fid", "kid", "inception_score", "precision_recall", "two_d")
 IMAGE_METRICS = ("fid", "kid", "inception_score", "precision_recall")
@@ -81,6 +81,20 @@ def check_count(metric: str, n: Any, minimum: int = 2) -> int:
     return n
 
 
+def sample_metric_counts(config: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """``num_samples`` of each sample metric in ``config``, checked: known names, integer counts >= 2."""
+    unknown = set(config) - set(SAMPLE_METRICS)
+    if unknown:
+        raise ValueError(f"metrics: {sorted(unknown)} are not sample metrics; choose from {list(SAMPLE_METRICS)} (and nll)")
+    return {m: check_count(m, c.get("num_samples")) for m, c in config.items()}
+
+
+def check_two_d_count(num_samples: int, held_out: int) -> None:
+    """W2 is computed between equal-size sets: ``metrics.two_d.num_samples`` must equal the held-out point count."""
+    if num_samples != held_out:
+        raise ValueError(f"metrics.two_d.num_samples={num_samples!r} must equal the number of held-out points ({held_out}): W2 is computed between equal-size sets")
+
+
 class MetricSuite:
     """Builds the configured metrics; ``update(x, indices)`` takes generated images, ``compute()`` the values.
 
@@ -100,11 +114,8 @@ class MetricSuite:
         world_size: int = 1,
         device: torch.device | str = "cpu",
     ) -> None:
-        unknown = set(config) - set(SAMPLE_METRICS)
-        if unknown:
-            raise ValueError(f"metrics: {sorted(unknown)} are not sample metrics; choose from {list(SAMPLE_METRICS)} (and nll)")
         self.config, self.names, self.extractor, self.device = dict(config), dict(names), extractor, device
-        self.num_samples = {m: check_count(m, c.get("num_samples")) for m, c in self.config.items()}
+        self.num_samples = sample_metric_counts(self.config)
         self.metrics: dict[str, Metric] = {}
         needs_features = [m for m in self.config if m in IMAGE_METRICS]
         if needs_features and (extractor is None or reference is None):
@@ -153,8 +164,7 @@ class MetricSuite:
         self.reference_points = points
         if points.dim() != 2 or points.shape[1] != 2:
             raise ValueError(f"metrics.two_d is for 2-D data; the dataset's points have shape {list(points.shape)}")
-        if self.num_samples["two_d"] != len(points):
-            raise ValueError(f"metrics.two_d.num_samples={self.num_samples['two_d']} must equal the number of held-out points ({len(points)}): W2 is computed between equal-size sets")
+        check_two_d_count(self.num_samples["two_d"], len(points))
         return PointSet()
 
     @property

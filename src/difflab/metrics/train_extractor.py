@@ -9,7 +9,6 @@ The network trains on the dataset's training split only; the accuracy recorded i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from difflab.metrics.lenet import WEIGHTS_DIR, LeNetFeatures
+from difflab.utils.files import file_sha256
 
 __all__ = ["train_lenet", "accuracy", "write_extractor", "main"]
 
@@ -68,7 +68,7 @@ def write_extractor(model: LeNetFeatures, name: str, record: dict[str, Any], dir
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.pt"
     torch.save(model.state_dict(), path)
-    record = {**record, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    record = {**record, "sha256": file_sha256(path)}
     (directory / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     return path
 
