@@ -60,3 +60,24 @@ def hydra_cleanup():
     """Clear Hydra's global state after a test that composed configs."""
     yield
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="module")
+def digits_splits():
+    """((x_train, y_train), (x_val, y_val)) of the digits data module: images in [-1, 1], labels."""
+    from difflab.data import DigitsDataModule
+
+    dm = DigitsDataModule()
+    dm.setup()
+    return dm.train_dataset.tensors, dm.val_dataset.tensors
+
+
+def code_running_pickle(marker: Path, payload_key: str) -> bytes:
+    """Pickled ``{payload_key: obj}`` whose unpickling would create the file ``marker`` (a stand-in for any code)."""
+    import pickle
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    return pickle.dumps({payload_key: Exploit(), "state_dict": {}})

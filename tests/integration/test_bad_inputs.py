@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
-from conftest import compose_config, run_cli
+from conftest import code_running_pickle, compose_config, run_cli
 from difflab.train import train
 
 TINY = ["dataset.batch_size=16", "backbone.base_channels=16", "backbone.num_groups=8", "backbone.num_res_blocks=1",
@@ -97,13 +96,8 @@ def test_a_table_of_bad_inputs_each_stops_early_with_one_line(checkpoint, tmp_pa
 
 def test_a_checkpoint_that_would_run_code_is_refused_not_executed(tmp_path):
     marker = tmp_path / "pwned"
-
-    class Exploit:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
     evil = tmp_path / "evil.ckpt"
-    evil.write_bytes(pickle.dumps({"difflab": Exploit(), "state_dict": {}}))
+    evil.write_bytes(code_running_pickle(marker, "difflab"))
     for program, extra in (("train", TINY), ("sample", []), ("evaluate", [])):
         result = run_cli(program, *extra, f"ckpt_path={evil}", f"hydra.run.dir={tmp_path / program}", cwd=tmp_path)
         assert result.returncode == 2, result.stderr[-2000:]

@@ -6,17 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from difflab.data import DigitsDataModule
 from difflab.metrics import build_feature_extractor, frechet_distance, gaussian_statistics, reference_key, reference_statistics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def digits():
-    dm = DigitsDataModule()
-    dm.setup()
-    return dm.train_dataset.tensors, dm.val_dataset.tensors
 
 
 def binomial_blur(x: torch.Tensor) -> torch.Tensor:
@@ -25,8 +17,8 @@ def binomial_blur(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def test_fid_ranks_held_out_digits_far_below_blurred_single_class_and_noise(digits):
-    (x_train, y_train), (x_val, _) = digits
+def test_fid_ranks_held_out_digits_far_below_blurred_single_class_and_noise(digits_splits):
+    (x_train, y_train), (x_val, _) = digits_splits
     extractor = build_feature_extractor("digits")
     reference = gaussian_statistics(extractor(x_train))
 
@@ -49,8 +41,8 @@ def test_fid_ranks_held_out_digits_far_below_blurred_single_class_and_noise(digi
     assert floor < half < worse["blurred"]
 
 
-def test_reference_statistics_are_cached_under_a_key_of_everything_they_depend_on(digits, tmp_path):
-    (x_train, _), _ = digits
+def test_reference_statistics_are_cached_under_a_key_of_everything_they_depend_on(digits_splits, tmp_path):
+    (x_train, _), _ = digits_splits
     extractor = build_feature_extractor("digits")
 
     def batches(x):

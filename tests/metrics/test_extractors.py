@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 
 import pytest
 import torch
 
-from difflab.data import DigitsDataModule
+from conftest import code_running_pickle
 from difflab.metrics import INCEPTION_FILE, INCEPTION_URL, build_feature_extractor, inception_weights_path
 from difflab.metrics.lenet import WEIGHTS_DIR, lenet_record
 from difflab.metrics.train_extractor import accuracy, train_lenet, write_extractor
 
 
-@pytest.fixture(scope="module")
-def digits():
-    dm = DigitsDataModule()
-    dm.setup()
-    return dm.train_dataset.tensors, dm.val_dataset.tensors
-
-
-def test_shipped_digits_extractor_reaches_97_percent_on_held_out_digits(digits):
+def test_shipped_digits_extractor_reaches_97_percent_on_held_out_digits(digits_splits):
     extractor = build_feature_extractor("digits")
-    (_, _), (x_val, y_val) = digits
+    (_, _), (x_val, y_val) = digits_splits
     measured = accuracy(extractor.net, x_val, y_val)
     assert measured >= 0.97
     record = lenet_record("digits_lenet")
@@ -33,8 +25,8 @@ def test_shipped_digits_extractor_reaches_97_percent_on_held_out_digits(digits):
     assert extractor(x_val[:5]).shape == (5, 84) and extractor.metric_name == "digits-lenet"
 
 
-def test_the_recipe_rebuilds_an_extractor_above_97_percent(digits, tmp_path):
-    (x_tr, y_tr), (x_val, y_val) = digits
+def test_the_recipe_rebuilds_an_extractor_above_97_percent(digits_splits, tmp_path):
+    (x_tr, y_tr), (x_val, y_val) = digits_splits
     model = train_lenet(x_tr, y_tr, num_classes=10)
     assert accuracy(model, x_val, y_val) >= 0.97
     path = write_extractor(model, "digits_lenet", {"name": "digits_lenet"}, tmp_path)
@@ -57,13 +49,8 @@ def test_missing_inception_weights_name_the_file_the_url_and_the_key(tmp_path, m
 
 def test_a_weights_file_that_would_run_code_is_refused(tmp_path):
     marker = tmp_path / "ran"
-
-    class Exploit:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
     bad = tmp_path / INCEPTION_FILE
-    bad.write_bytes(pickle.dumps({"conv.weight": Exploit()}))
+    bad.write_bytes(code_running_pickle(marker, "conv.weight"))
     with pytest.raises(ValueError, match="not a loadable Inception-v3 state dict"):
         build_feature_extractor("inception", str(bad))
     assert not marker.exists()
