@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-dev train test test-all bench clean
+.PHONY: setup setup-dev train test test-all lint bench clean
 
 $(BIN)/difflab-train:
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: setup-dev
 
 test-all: setup-dev
 	$(BIN)/pytest -m "slow or not slow"
+
+lint: setup-dev
+	$(BIN)/ruff check .
 
 bench: setup
 	$(BIN)/python benchmarks/main_job_fid.py

@@ -89,7 +89,7 @@ def main() -> None:
             cfg = compose(config_name="train", overrides=overrides)
         torch.manual_seed(cfg.seed)
         datamodule = build_datamodule(cfg)
-        module = build_module(cfg, datamodule.data_shape)
+        module = build_module(cfg, datamodule)
         device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" and torch.cuda.is_available() else "cpu")
         loader = loader_rate(datamodule, args.loader_steps)
         batch = next(iter(datamodule.train_dataloader()))

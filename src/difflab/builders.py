@@ -1,20 +1,27 @@
 """Build the objects of a run from its (Hydra) config: used by every entry point, so a checkpoint's
-saved config rebuilds exactly the model that wrote it."""
+saved config rebuilds exactly the model that wrote it.
+
+The data facts (shape, classes, quantisation levels) are not in the config the user writes: the data module
+states them (:class:`difflab.data.DataFacts`), :func:`build_module` sizes the model from them and records them
+in the run config as ``data:``, which is how a checkpoint rebuilds its model without building the data.
+"""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from difflab.data import DataFacts, data_facts
+from difflab.diffusion import NoiseSchedule
 from difflab.module import DiffusionModule
 from difflab.samplers import Sampler
-from difflab.diffusion import NoiseSchedule
 
-__all__ = ["build_datamodule", "build_schedule", "build_sampler", "build_backbone", "build_module", "to_container"]
+__all__ = ["build_datamodule", "build_schedule", "build_sampler", "build_backbone", "build_module", "shape_arguments", "to_container"]
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
@@ -37,22 +44,53 @@ def build_sampler(sampler_cfg: DictConfig, schedule: NoiseSchedule) -> Sampler:
     return instantiate(sampler_cfg)(schedule=schedule)
 
 
-def build_backbone(cfg: DictConfig, data_shape: tuple[int, ...], objective: Any) -> Any:
-    """The backbone, sized for the objective's outputs and, with ``conditioning.enabled``, the dataset's classes."""
+def _data_of(cfg: DictConfig, shape: tuple[int, ...]) -> str:
+    name = OmegaConf.select(cfg, "dataset.name")
+    return f"{'the data' if name is None else f'dataset={name}'} gives data of shape {list(shape)}"
+
+
+def shape_arguments(cfg: DictConfig, shape: tuple[int, ...]) -> dict[str, int]:
+    """The backbone's arguments that follow from the data's shape: ``in_channels`` and ``image_size`` for a network
+    of square images [C, S, S], ``data_dim`` for a network of vectors [D] (told apart by the parameters of
+    ``backbone._target_``)."""
+    target = cfg.backbone._target_
+    try:
+        parameters = inspect.signature(get_object(target)).parameters
+    except (ImportError, AttributeError, ValueError, TypeError) as err:
+        raise ValueError(f"backbone._target_={target!r} cannot be loaded: {err}") from None
+    if "in_channels" in parameters and "image_size" in parameters:
+        if len(shape) != 3 or shape[1] != shape[2]:
+            raise ValueError(f"backbone {target} takes square images [C, S, S], but {_data_of(cfg, shape)}; choose backbone=mlp for points")
+        return {"in_channels": shape[0], "image_size": shape[1]}
+    if "data_dim" in parameters:
+        if len(shape) != 1:
+            raise ValueError(f"backbone {target} takes vectors [D], but {_data_of(cfg, shape)}; choose a U-Net for images "
+                             "(backbone=unet_tiny, unet_small)")
+        return {"data_dim": shape[0]}
+    raise ValueError(f"backbone._target_={target!r} takes neither in_channels and image_size nor data_dim, so it cannot be sized for the data")
+
+
+def build_backbone(cfg: DictConfig, data: DataFacts | Any, objective: Any) -> Any:
+    """The backbone for the data (a data module or its :class:`DataFacts`): its shape, the objective's outputs
+    and, with ``conditioning.enabled``, the data's classes."""
+    facts = data_facts(data)
     factor = getattr(objective, "output_channels_factor", 1)
-    overrides: dict[str, Any] = {"out_channels": data_shape[0] * factor}
+    overrides: dict[str, Any] = {**shape_arguments(cfg, facts.shape), "out_channels": facts.shape[0] * factor}
     if cfg.conditioning.enabled:
-        num_classes = cfg.dataset.get("num_classes")
-        if not num_classes:
-            raise ValueError(f"conditioning.enabled=true needs a labelled dataset; dataset.name={cfg.dataset.get('name')!r} has no classes")
-        overrides["num_classes"] = num_classes
+        if not facts.num_classes:
+            raise ValueError(f"conditioning.enabled=true needs a labelled dataset; dataset.name={OmegaConf.select(cfg, 'dataset.name')!r} has no classes")
+        overrides["num_classes"] = facts.num_classes
     return instantiate(cfg.backbone, **overrides)
 
 
-def build_module(cfg: DictConfig, data_shape: tuple[int, ...], run_config: dict[str, Any] | None = None) -> DiffusionModule:
-    """The DiffusionModule described by ``cfg`` (backbone, schedule, objective, optim, ema, conditioning, seed)."""
-    objective = instantiate(cfg.objective)
-    backbone = build_backbone(cfg, data_shape, objective)
+def build_module(cfg: DictConfig, data: DataFacts | Any, run_config: dict[str, Any] | None = None) -> DiffusionModule:
+    """The DiffusionModule described by ``cfg`` (backbone, schedule, objective, optim, ema, conditioning, seed) for
+    ``data``: a data module or its :class:`DataFacts`. The objective takes the data's ``num_bins`` when it has
+    them (else its own setting). ``run_config`` (the resolved config that travels with every checkpoint) gets
+    the facts as its ``data`` entry, in place."""
+    facts = data_facts(data)
+    objective = instantiate(cfg.objective, **({} if facts.num_bins is None else {"num_bins": facts.num_bins}))
+    backbone = build_backbone(cfg, facts, objective)
     dropout = cfg.conditioning.label_dropout
     if not 0.0 <= dropout < 1.0:  # checked even while conditioning is off, so a typo never waits to bite
         raise ValueError(f"conditioning.label_dropout={dropout!r} must lie in [0, 1)")
@@ -61,12 +99,14 @@ def build_module(cfg: DictConfig, data_shape: tuple[int, ...], run_config: dict[
         optimizer(params=[torch.zeros(1, requires_grad=True)])
     except ValueError as err:
         raise ValueError(f"optim.optimizer: {err} ({OmegaConf.to_container(cfg.optim.optimizer, resolve=True)})") from None
+    if run_config is not None:
+        run_config["data"] = facts.as_config()
     return DiffusionModule(
         backbone=backbone,
         schedule=build_schedule(cfg),
         objective=objective,
         optimizer=optimizer,
-        data_shape=data_shape,
+        data_shape=facts.shape,
         warmup_steps=cfg.optim.warmup_steps,
         ema_decay=cfg.ema.decay if cfg.ema.enabled else None,
         ema_power=cfg.ema.power,

@@ -1,4 +1,4 @@
-"""Write checkpoints atomically, read them safely, and rebuild the model from the config they carry."""
+"""Write checkpoints atomically after the logs, read them safely, and rebuild the model from the config they carry."""
 
 from __future__ import annotations
 
@@ -6,16 +6,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from difflab.builders import build_module
+from difflab.callbacks.flush_loggers import FlushLoggers
 from difflab.cli import ConfigError
 from difflab.module import CHECKPOINT_KEY, DiffusionModule
 from difflab.utils.files import atomic_torch_save
 
-__all__ = ["AtomicCheckpointIO", "load_checkpoint", "module_from_checkpoint"]
+__all__ = ["AtomicCheckpointIO", "make_trainer", "load_checkpoint", "module_from_checkpoint"]
+
+
+def make_trainer(callbacks: list[pl.Callback] | None = None, **kwargs: Any) -> pl.Trainer:
+    """``pl.Trainer(callbacks=..., **kwargs)`` with :class:`FlushLoggers` added (``conf/trainer``'s target):
+    whatever the callbacks, nothing logged before a checkpoint is lost when the run dies after it."""
+    callbacks = list(callbacks or [])
+    if not any(isinstance(c, FlushLoggers) for c in callbacks):
+        callbacks.append(FlushLoggers())
+    return pl.Trainer(callbacks=callbacks, **kwargs)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -52,9 +63,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def module_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[DiffusionModule, DictConfig]:
-    """The DiffusionModule saved in ``checkpoint`` (raw and EMA weights loaded) and its run config."""
-    meta = checkpoint[CHECKPOINT_KEY]
-    cfg = OmegaConf.create(meta["config"])
-    module = build_module(cfg, tuple(meta["data_shape"]))
+    """The DiffusionModule saved in ``checkpoint`` (raw and EMA weights loaded) and its run config.
+
+    The model is sized from the data facts the run config records (``data: {shape, num_classes, num_bins}``),
+    so the data itself is never built or read.
+    """
+    from difflab.data import DataFacts
+
+    config = checkpoint[CHECKPOINT_KEY]["config"]
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise ConfigError("the checkpoint's config records no data facts (data: shape, num_classes, num_bins), "
+                          "so its model cannot be rebuilt; it predates them: train it again with this version of difflab")
+    cfg = OmegaConf.create(config)
+    module = build_module(cfg, DataFacts.from_config(config["data"]))
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval(), cfg

@@ -17,7 +17,6 @@ from typing import Any
 from unittest import mock
 
 import torch
-
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers import subprocess_script
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -25,11 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from difflab.builders import build_datamodule, build_sampler
 from difflab.checkpoints import load_checkpoint, module_from_checkpoint
-from difflab.cli import CONFIG_DIR, ConfigError, reported_as_config_error, user_errors
-from difflab.evaluation import Evaluator
+from difflab.configs import CONFIG_DIR, task_overrides
+from difflab.errors import ConfigError, reported_as_config_error, user_errors
 from difflab.sample import resolve_device
+from difflab.scoring import SampleScorer
 
-__all__ = ["evaluate", "write_results", "main"]
+__all__ = ["evaluate", "chosen_metrics", "write_results", "main"]
 
 
 def _flat(prefix: str, node: Any) -> dict[str, Any]:
@@ -58,12 +58,31 @@ def write_results(rows: list[dict[str, Any]], directory: Path) -> None:
         writer.writerows(rows)
 
 
+def chosen_metrics(cfg: DictConfig, train_cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """What to score: ``metrics=[...]`` when given, else the checkpoint's metrics with their trained settings,
+    changed by any ``metrics.<name>.<key>=...`` override (the composed ``cfg.metrics`` holds every metric's
+    settings, so such an override needs no ``metrics=[...]``)."""
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    if "metrics" in keys:
+        return cfg.metrics
+    metrics = OmegaConf.create(OmegaConf.to_container(train_cfg.get("metrics") or {}, resolve=True))
+    for key in keys:
+        if not key.startswith("metrics."):
+            continue
+        name = key.split(".")[1]
+        if name not in metrics:
+            raise ConfigError(f"{key} changes {name}, which the checkpoint does not score ({sorted(metrics) or 'nothing'}); "
+                              f"choose the metrics too, e.g. metrics=[{','.join([*metrics, name])}]")
+        OmegaConf.update(metrics, key[len("metrics."):], OmegaConf.select(cfg, key), merge=True)
+    return metrics
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score ``cfg.ckpt_path``; return the result row (also written to the run directory)."""
     with reported_as_config_error():
         checkpoint = load_checkpoint(cfg.ckpt_path)
         module, train_cfg = module_from_checkpoint(checkpoint)
-        metrics = cfg.get("metrics") or train_cfg.get("metrics")
+        metrics = chosen_metrics(cfg, train_cfg, task_overrides())
         features = cfg.get("features") or train_cfg.get("features")
         if not metrics:
             raise ConfigError("no metrics to compute: choose some, e.g. metrics=[fid] (the checkpoint names none)")
@@ -73,12 +92,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         build_sampler(sampler_cfg, module.schedule)  # checked against the schedule now
         datamodule = build_datamodule(train_cfg)
         metric_options = OmegaConf.to_container(metrics, resolve=True)
-        evaluator = Evaluator(
+        evaluator = SampleScorer(
             metrics=metric_options, features=OmegaConf.to_container(features, resolve=True) if features else None,
             sampler=instantiate(sampler_cfg), sampler_name=sampler_cfg.name, sampler_steps=sampler_cfg.steps,
             reference=OmegaConf.to_container(cfg.reference, resolve=True), dataset=OmegaConf.to_container(train_cfg.dataset, resolve=True),
             seed=cfg.seed, batch_size=cfg.batch_size, use_ema=cfg.use_ema, class_label=cfg.class_label, guidance_scale=cfg.guidance_scale,
         )
+        evaluator.check_data(datamodule)
         module.to(resolve_device(cfg.device))
     start = time.perf_counter()
     values = evaluator.score(module, datamodule)
@@ -112,5 +132,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    torch.set_grad_enabled(False)
     main()

@@ -1,7 +1,9 @@
-"""Logger factories whose behaviour depends on the machine, not only on the config."""
+"""Loggers: a CSV logger whose rows survive a kill, and W&B factories whose behaviour depends on the machine."""
 
 from __future__ import annotations
 
+import csv
+import io
 import netrc
 import os
 import socket
@@ -10,10 +12,60 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pytorch_lightning.loggers import WandbLogger
+from fsspec.implementations.local import LocalFileSystem
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
-__all__ = ["wandb_configured", "wandb_unreachable", "make_wandb_logger", "FallbackWandbLogger"]
+from difflab.utils.files import atomic_write
+
+__all__ = ["DurableCSVLogger", "wandb_configured", "wandb_unreachable", "make_wandb_logger", "FallbackWandbLogger"]
+
+
+class _DurableCSVWriter(ExperimentWriter):
+    """Lightning's CSV writer with every :meth:`save` on disk when it returns (fsync'd), and the file rewritten
+    atomically when a new column appears (Lightning truncates and rewrites it in place: a kill then loses every row).
+    Remote filesystems keep Lightning's behaviour."""
+
+    def save(self) -> None:
+        if not self.metrics:
+            return
+        if not isinstance(self._fs, LocalFileSystem):
+            super().save()
+            return
+        path = Path(self.metrics_file_path)
+        new_keys = set().union(*self.metrics) - set(self.metrics_keys)
+        if new_keys or not path.is_file():
+            keys = sorted({*self.metrics_keys, *new_keys})
+            previous: list[dict[str, str]] = []
+            if path.is_file():
+                with open(path, newline="") as handle:
+                    previous = list(csv.DictReader(handle))
+            text = io.StringIO(newline="")
+            writer = csv.DictWriter(text, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows([*previous, *self.metrics])
+            atomic_write(path, lambda handle: handle.write(text.getvalue().encode()))
+            self.metrics_keys = keys  # only once the file has them
+        else:
+            with open(path, "a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=self.metrics_keys).writerows(self.metrics)
+                handle.flush()
+                os.fsync(handle.fileno())
+        self.metrics = []
+
+
+class DurableCSVLogger(CSVLogger):
+    """Lightning's :class:`CSVLogger` whose ``save()`` leaves every row handed to it on disk (see
+    :class:`_DurableCSVWriter`); Lightning calls ``save()`` after each ``log_metrics``."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _DurableCSVWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def wandb_configured() -> bool:

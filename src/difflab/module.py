@@ -9,12 +9,13 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from difflab.diffusion import DiffusionObjective, GaussianDiffusion, NoiseSchedule
+from difflab.diffusion import DiffusionObjective, GaussianDiffusion, NoiseSchedule, timestep_quartile_means
 from difflab.ema import ExponentialMovingAverage
 from difflab.samplers import Sampler
 from difflab.samplers.base import randn_like
 from difflab.samplers.guidance import class_labels, guided_model_fn
-from difflab.utils.seeding import derive_seed, per_sample_generators, rank_seed
+from difflab.utils.checks import check_int
+from difflab.utils.seeding import Stream, derive_seed, per_sample_generators
 
 __all__ = ["DiffusionModule", "CHECKPOINT_KEY"]
 
@@ -49,8 +50,7 @@ class DiffusionModule(pl.LightningModule):
         run_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if warmup_steps < 0:
-            raise ValueError(f"optim.warmup_steps={warmup_steps!r} must be >= 0")
+        check_int("optim.warmup_steps", warmup_steps, 0)
         self.backbone = backbone
         self.schedule = schedule
         self.diffusion = GaussianDiffusion(schedule)
@@ -74,7 +74,7 @@ class DiffusionModule(pl.LightningModule):
     def model_fn(
         self, network: nn.Module, y: torch.Tensor | None = None, guidance_scale: float = 1.0
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """``model_fn(x_t, t)`` for samplers: labels ``y`` bound and classifier-free guidance applied when conditional."""
+        """``model_fn(x_t, t)`` for samplers: labels ``y`` bound, and classifier-free guidance when conditional."""
         if y is None or self.num_classes is None:
             return lambda x, t: network(x, t)
         return guided_model_fn(network, y, self.num_classes, guidance_scale)
@@ -82,9 +82,15 @@ class DiffusionModule(pl.LightningModule):
     # ----------------------------------------------------------------------------------- training
     def _step_seed(self, batch_idx: int) -> int:
         micro = batch_idx % max(1, self.trainer.accumulate_grad_batches)
-        return derive_seed(rank_seed(self.seed, self.global_rank, self.trainer.world_size), self.global_step, micro)
+        return derive_seed(self.seed, Stream.TRAIN_STEP, self.global_rank, self.global_step, micro)
 
-    def _loss(self, batch: Sequence[torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
+    def _loss(
+        self,
+        batch: Sequence[torch.Tensor],
+        generator: torch.Generator | None = None,
+        terms: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The batch's mean loss. ``terms``, when given, receives the objective's per-sample terms and ``t``."""
         x0, y = batch[0], (batch[1] if len(batch) > 1 and self.num_classes else None)
         if y is not None and self.training and self.label_dropout > 0:
             # Classifier-free guidance training: some labels become the null label num_classes.
@@ -93,17 +99,34 @@ class DiffusionModule(pl.LightningModule):
         t = torch.randint(0, self.schedule.num_timesteps, (x0.shape[0],), device=x0.device, generator=generator)
         noise = randn_like(x0, generator)
         network = self.backbone if y is None else partial(self.backbone, y=y)
-        return self.objective(network, self.diffusion, x0, t, noise).mean()
+        out = self.objective.terms(network, self.diffusion, x0, t, noise)
+        if terms is not None:
+            terms.update(out, t=t)
+        return out["loss"].mean()
+
+    def _log_train_terms(self, terms: dict[str, torch.Tensor], batch_size: int) -> None:
+        """Per step, this rank's batch only (no sync): the loss's terms (``train/loss_simple``, ``train/loss_vlb``) and
+        the loss by quartile of t (``train/loss_q0``..``q3``, a quartile only when the batch has samples in it)."""
+        for name in ("simple", "vlb"):
+            if name in terms:
+                value = terms[name].detach().mean()
+                self.log(f"train/loss_{name}", value, on_step=True, on_epoch=False, batch_size=batch_size)
+        for q, value in timestep_quartile_means(terms["loss"], terms["t"], self.schedule.num_timesteps).items():
+            self.log(f"train/loss_q{q}", value, on_step=True, on_epoch=False, batch_size=batch_size)
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         torch.manual_seed(self._step_seed(batch_idx))
-        loss = self._loss(batch)
+        terms: dict[str, torch.Tensor] = {}
+        loss = self._loss(batch, terms=terms)
         # Decided together (any rank), so that under DDP every rank stops at the same step instead of the
         # others waiting for ever in the next all-reduce. Raised before backward: no optimizer step, no checkpoint.
         if self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(loss)), all=False):
-            where = "" if self.trainer.world_size == 1 else f" on some rank (rank {self.global_rank}'s is {loss.item()})"
-            raise FloatingPointError(f"the training loss is {'not finite' if where else loss.item()} at step {self.global_step + 1}{where}")
+            single = self.trainer.world_size == 1
+            where = "" if single else f" on some rank (rank {self.global_rank}'s is {loss.item()})"
+            what = loss.item() if single else "not finite"
+            raise FloatingPointError(f"the training loss is {what} at step {self.global_step + 1}{where}")
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch[0].shape[0])
+        self._log_train_terms(terms, batch[0].shape[0])
         return loss
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
@@ -121,7 +144,7 @@ class DiffusionModule(pl.LightningModule):
 
     def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         # The same timesteps and noise for a given validation batch at every evaluation: losses are comparable.
-        generator = torch.Generator(device=batch[0].device).manual_seed(derive_seed(self.seed, 7919, batch_idx))
+        generator = torch.Generator(device=batch[0].device).manual_seed(derive_seed(self.seed, Stream.VALIDATION, batch_idx))
         loss = self._loss(batch, generator)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch[0].shape[0])
         return loss

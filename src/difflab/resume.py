@@ -20,9 +20,11 @@ from difflab.module import CHECKPOINT_KEY
 __all__ = ["RESUME_IGNORED_OVERRIDES", "find_last_checkpoint", "resolve_ckpt_path", "config_mismatches"]
 
 RESUME_IGNORED_OVERRIDES = ("ckpt_path", "resume", "trainer.max_steps")
-# The parts of a run's config that must equal the checkpoint's for its weights and optimizer state to fit.
-MODEL_KEYS = ("backbone", "objective", "schedule.name", "schedule.num_timesteps", "conditioning.enabled", "ema.enabled",
-              "dataset.name", "dataset.channels", "dataset.image_size", "dataset.data_dim")
+# The parts of a run's config that must equal the checkpoint's for its weights and optimizer state to fit and
+# mean what they meant: the network, the objective, the whole noise schedule (each of its keys changes the betas
+# the network learnt), the data's shape and (for a conditional model, see config_mismatches) its classes.
+MODEL_KEYS = ("backbone", "objective", "schedule", "conditioning.enabled", "ema.enabled", "dataset.name",
+              "data.shape", "data.num_classes")
 
 
 def _relevant(overrides: Iterable[str]) -> list[str]:
@@ -82,4 +84,8 @@ def config_mismatches(checkpoint: Mapping[str, Any], run_config: Mapping[str, An
     saved = _flatten(checkpoint[CHECKPOINT_KEY]["config"])
     wanted = _flatten(run_config)
     keys = sorted({k for k in (*saved, *wanted) if any(k == m or k.startswith(m + ".") for m in MODEL_KEYS)})
+    if "data" not in run_config:  # the data facts are not known yet (no data module built): nothing to compare
+        keys = [k for k in keys if not k.startswith("data.")]
+    if not saved.get("conditioning.enabled") and not wanted.get("conditioning.enabled"):
+        keys = [k for k in keys if k != "data.num_classes"]  # the classes size only a conditional model's label embedding
     return [f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in keys if saved.get(k) != wanted.get(k)]

@@ -13,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from difflab.builders import build_sampler
 from difflab.checkpoints import load_checkpoint, module_from_checkpoint
-from difflab.cli import CONFIG_DIR, ConfigError, reported_as_config_error, user_errors
+from difflab.configs import CONFIG_DIR
+from difflab.errors import ConfigError, reported_as_config_error, user_errors
 from difflab.samplers.guidance import class_labels
 from difflab.utils.images import save_samples_image
 

@@ -14,14 +14,14 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from difflab.builders import build_datamodule, build_module, build_sampler, to_container
 from difflab.checkpoints import load_checkpoint
-from difflab.cli import CONFIG_DIR, ConfigError, TrainingStopped, reported_as_config_error, user_errors
+from difflab.configs import CONFIG_DIR, task_overrides
+from difflab.errors import ConfigError, TrainingStopped, reported_as_config_error, user_errors
 from difflab.resume import config_mismatches, resolve_ckpt_path
 
 __all__ = ["train", "main"]
@@ -37,11 +37,6 @@ def instantiate_all(node: DictConfig | None) -> list[Any]:
         return []
     built = [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
     return [obj for obj in built if obj is not None]
-
-
-def task_overrides() -> list[str]:
-    """The command-line overrides of this Hydra job (empty outside Hydra)."""
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def resume_checkpoint(cfg: DictConfig, run_config: dict[str, Any]) -> str | None:
@@ -86,9 +81,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     with reported_as_config_error():
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         run_config = to_container(cfg)
-        ckpt_path = resume_checkpoint(cfg, run_config)
         datamodule = build_datamodule(cfg)
-        module = build_module(cfg, datamodule.data_shape, run_config)
+        module = build_module(cfg, datamodule, run_config)  # sized by the data facts, recorded in run_config["data"]
+        ckpt_path = resume_checkpoint(cfg, run_config)  # compared with the checkpoint's model and data facts
         build_sampler(cfg.sampler, module.schedule)  # the sampler configs are checked against the schedule now
         if cfg.get("metrics"):
             try:

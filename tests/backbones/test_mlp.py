@@ -5,7 +5,6 @@ import torch
 
 from difflab.backbones import MLP, count_parameters
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

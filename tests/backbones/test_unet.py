@@ -99,7 +99,7 @@ def test_labels_rejected_without_num_classes():
         (dict(base_channels=20), r"num_groups=8 does not divide channel count 20"),
         (dict(num_groups=32), r"num_groups=32 does not divide channel count 16"),
         (dict(channel_mults=()), r"channel_mults is empty"),
-        (dict(num_res_blocks=0), r"num_res_blocks=0 must be >= 1"),
+        (dict(num_res_blocks=0), r"num_res_blocks=0 must be an integer >= 1"),
         (dict(dropout=1.0), r"dropout=1.0 must be in \[0, 1\)"),
         (dict(dropout=-0.1), r"dropout=-0.1 must be in \[0, 1\)"),
         (dict(num_heads=3), r"num_heads=3 does not divide"),

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import compose_config
 from hydra.utils import instantiate
 
-from conftest import compose_config
 from difflab.builders import build_datamodule, build_module, build_sampler
+from difflab.callbacks import monitor_for
 from difflab.cli import CONFIG_DIR
 from difflab.data.fake_files import write_fake
 from difflab.train import instantiate_all
@@ -24,7 +25,7 @@ def group_options(group: str) -> list[str]:
 
 # Groups whose options are swapped on their own into the default config; the others are checked below.
 SWAPPABLE = ["dataset", "backbone", "schedule", "objective", "sampler", "optim", "trainer", "logger", "callbacks", "debug", "experiment",
-             "metrics", "features"]
+             "metrics", "features", "scoring"]
 CASES = [(g, o) for g in SWAPPABLE for o in group_options(g)]
 
 # A backbone needs data of its kind: the MLP takes 2-D points, U-Nets take images.
@@ -53,7 +54,7 @@ def overrides_for(group: str, option: str) -> list[str]:
         overrides += DATA_FOR_IMAGE_BACKBONE.get(option, [])
     if (group, option) == ("schedule", "moons_guide"):
         overrides.append("sampler.steps=9")  # a 9-step schedule cannot run the default 50-step sampler
-    if (group, option) == ("metrics", "two_d"):
+    if (group, option) in (("metrics", "two_d"), ("scoring", "moons")):
         overrides += ["dataset=moons", "backbone=mlp"]  # W2 between point sets is for 2-D data
     if (group, option) in (("features", "mnist"), ("features", "fashion_mnist")):
         overrides.append("metrics=[]")  # their weights are built from the dataset files (not shipped): composes without them
@@ -78,7 +79,7 @@ def test_option_composes_and_instantiates(group, option, tmp_path, hydra_cleanup
     cfg = compose_config("train", overrides_for(group, option) + file_data_overrides(group, option, tmp_path), tmp_path)
     datamodule = build_datamodule(cfg)
     assert isinstance(datamodule, pl.LightningDataModule)
-    module = build_module(cfg, datamodule.data_shape)
+    module = build_module(cfg, datamodule)
     sampler = build_sampler(cfg.sampler, module.schedule)
     assert sampler.timesteps.max() < module.schedule.num_timesteps
     for obj in instantiate_all(cfg.get("callbacks")) + instantiate_all(cfg.get("logger")):
@@ -87,9 +88,10 @@ def test_option_composes_and_instantiates(group, option, tmp_path, hydra_cleanup
         metric = {"fid_50k": "fid"}.get(option, option)  # fid_50k is fid with n = 50,000
         assert list(cfg.metrics) == [metric]
         expected = {"fid": "min", "kid": "min", "two_d": "min", "inception_score": "max"}.get(metric)
-        assert (cfg.evaluation.monitor is None) == (expected is None)
+        monitor = monitor_for(cfg.metrics, cfg.get("features"), cfg.evaluation)
+        assert (monitor is None) == (expected is None)
         if expected:
-            assert cfg.evaluation.monitor.startswith(f"val/{metric}_") and cfg.evaluation.monitor_mode == expected
+            assert monitor.name.startswith(f"val/{metric}_") and monitor.mode == expected
     if group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         return  # a GPU trainer composes here; building it needs a GPU
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from conftest import compose_config
+
+from difflab.callbacks import monitor_for
 from difflab.data.fake_files import write_fake
 from difflab.train import train
 
@@ -19,7 +21,7 @@ def test_ddpm_cifar10_experiment_runs_fast_dev_run(tmp_path, hydra_cleanup):
     assert list(cfg.metrics) == ["fid"] and cfg.metrics.fid.num_samples == 50_000 and cfg.features.name == "inception"
     assert cfg.evaluation.reference.split == "train" and cfg.evaluation.every_n_steps == 50_000
     assert cfg.evaluation.sampler.name == "ddpm" and cfg.evaluation.sampler.steps == 1000  # the paper's ancestral sampler
-    assert cfg.evaluation.monitor == "val/fid_inception_n50000_ddpm1000"
+    assert monitor_for(cfg.metrics, cfg.features, cfg.evaluation).name == "val/fid_inception_n50000_ddpm1000"
     overrides = ["experiment=ddpm_cifar10", "trainer=cpu", "metrics=[]", f"dataset.root={root}", "dataset.verify_md5=false",
                  "dataset.batch_size=4", "trainer.fast_dev_run=true", "callbacks.rich_progress_bar=null",
                  "callbacks.sample_grid.num_samples=2", "sampler.steps=2"]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import compose_config
+
 from difflab.cli import ConfigError
 from difflab.data.fake_files import write_fake
 from difflab.metrics import lenet, train_extractor

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from difflab.diffusion import PREDICTION_TYPES, DiffusionObjective, GaussianDiffusion, make_schedule, target_for, to_x0_eps
+from difflab.diffusion import (
+    PREDICTION_TYPES,
+    DiffusionObjective,
+    GaussianDiffusion,
+    make_schedule,
+    target_for,
+    to_x0_eps,
+)
 
 ALPHA_BARS = np.array([1.0 - 1e-4, 0.9, 0.5, 0.1, 4.036e-5, 1e-8])
 
@@ -50,7 +57,9 @@ def test_to_x0_eps_float32_keeps_dtype_and_precision(prediction_type):
     assert x0.dtype == eps.dtype == torch.float32
     # float32 inputs carry ~6e-8 relative rounding; eps from x0 amplifies it by a/s <= 100.
     np.testing.assert_allclose(x0.double().numpy(), b["x0"][keep], atol=2e-6, rtol=0)
-    np.testing.assert_allclose(eps.double().numpy(), b["eps"][keep], atol=5e-5 if prediction_type == "x0" else 2e-6, rtol=0)
+    np.testing.assert_allclose(
+        eps.double().numpy(), b["eps"][keep], atol=5e-5 if prediction_type == "x0" else 2e-6, rtol=0
+    )
 
 
 def test_round_trip_through_all_types():
@@ -71,8 +80,12 @@ def test_v_target_definition():
     v = target_for("v", torch.from_numpy(b["x0"]), torch.from_numpy(b["eps"]), ab)
     expected = np.sqrt(ALPHA_BARS)[:, None, None] * b["eps"] - np.sqrt(1 - ALPHA_BARS)[:, None, None] * b["x0"]
     np.testing.assert_allclose(v.numpy(), expected, rtol=1e-13, atol=1e-15)
-    np.testing.assert_array_equal(target_for("eps", torch.from_numpy(b["x0"]), torch.from_numpy(b["eps"]), ab).numpy(), b["eps"])
-    np.testing.assert_array_equal(target_for("x0", torch.from_numpy(b["x0"]), torch.from_numpy(b["eps"]), ab).numpy(), b["x0"])
+    np.testing.assert_array_equal(
+        target_for("eps", torch.from_numpy(b["x0"]), torch.from_numpy(b["eps"]), ab).numpy(), b["eps"]
+    )
+    np.testing.assert_array_equal(
+        target_for("x0", torch.from_numpy(b["x0"]), torch.from_numpy(b["eps"]), ab).numpy(), b["x0"]
+    )
     v32 = target_for("v", torch.from_numpy(b["x0"]).float(), torch.from_numpy(b["eps"]).float(), ab)
     assert v32.dtype == torch.float32
 

@@ -96,7 +96,9 @@ def _posterior_by_quadrature(x0: float, xt: float, t: int) -> tuple[float, float
     centre = math.sqrt(ab_prev) * x0
     half_width = 12 * math.sqrt(1 - ab_prev) + abs(xt) + 1
     grid = np.linspace(centre - half_width, centre + half_width, 400_001)
-    log_p = -((grid - math.sqrt(ab_prev) * x0) ** 2) / (2 * (1 - ab_prev)) - (xt - math.sqrt(alpha) * grid) ** 2 / (2 * beta)
+    log_p = -((grid - math.sqrt(ab_prev) * x0) ** 2) / (2 * (1 - ab_prev)) - (xt - math.sqrt(alpha) * grid) ** 2 / (
+        2 * beta
+    )
     w = np.exp(log_p - log_p.max())
     w /= w.sum()
     mean = float((w * grid).sum())
@@ -127,7 +129,8 @@ def test_q_posterior_matches_closed_form_bayes_and_quadrature(diffusion, t):
 
 
 def test_q_posterior_first_step(diffusion):
-    """At the first step (abar_prev = 1) the posterior is a point mass at x0; the log-variance is clipped to step 1's."""
+    """At the first step (abar_prev = 1) the posterior is a point mass at x0; the log-variance is clipped to
+    step 1's."""
     x0 = torch.tensor([[0.4, -0.6]], dtype=torch.float64)
     xt = torch.tensor([[1.5, 2.0]], dtype=torch.float64)
     mean, var, log_var = diffusion.q_posterior(x0, xt, torch.tensor([0]))

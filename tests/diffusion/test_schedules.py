@@ -104,7 +104,9 @@ def test_cosine_max_beta_is_respected():
 # ----------------------------------------------------------------------------------------------- polynomial
 
 
-@pytest.mark.parametrize(("b0", "b1", "p", "T"), [(1e-4, 0.02, 2.0, 1000), (1e-3, 0.2, 3.0, 100), (0.00085, 0.012, 0.5, 37)])
+@pytest.mark.parametrize(
+    ("b0", "b1", "p", "T"), [(1e-4, 0.02, 2.0, 1000), (1e-3, 0.2, 3.0, 100), (0.00085, 0.012, 0.5, 37)]
+)
 def test_polynomial_formula(b0, b1, p, T):
     sched = make_schedule("polynomial", num_timesteps=T, beta_start=b0, beta_end=b1, power=p)
     expected = np.array([(b0 ** (1 / p) + (b1 ** (1 / p) - b0 ** (1 / p)) * k / (T - 1)) ** p for k in range(T)])
@@ -218,7 +220,7 @@ def test_unknown_schedule_name_raises_naming_it(name):
 @pytest.mark.parametrize("name", ["linear", "cosine", "polynomial", "sigmoid"])
 @pytest.mark.parametrize("T", [1, 0, -5])
 def test_too_few_timesteps_raises_naming_value(name, T):
-    with pytest.raises(ValueError, match=rf"num_timesteps.*got {T}\b"):
+    with pytest.raises(ValueError, match=rf"^schedule.num_timesteps={T} must be an integer >= 2$"):
         make_schedule(name, num_timesteps=T, **({"rescale_to_timesteps": False} if name == "linear" else {}))
 
 
@@ -230,7 +232,9 @@ def test_unknown_kwarg_is_value_error():
 # ----------------------------------------------------------------------------------------------- zero terminal SNR
 
 
-@pytest.mark.parametrize(("name", "kwargs"), [("linear", {}), ("polynomial", {"beta_start": 0.00085, "beta_end": 0.012, "power": 2.0})])
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("linear", {}), ("polynomial", {"beta_start": 0.00085, "beta_end": 0.012, "power": 2.0})]
+)
 def test_rescale_betas_zero_snr_lin_et_al_alg1(name, kwargs):
     base = make_schedule(name, num_timesteps=1000, **kwargs)
     resc = make_schedule(name, num_timesteps=1000, rescale_betas_zero_snr=True, **kwargs)

@@ -46,7 +46,7 @@ from difflab.diffusion import (
     prior_bpd,
     vlb_terms,
 )
-from difflab.diffusion.nll import _kl_sum_weights, model_log_variance
+from difflab.diffusion.nll import _kl_sum_weights
 
 T = 1000
 BETAS = np.linspace(1e-4, 0.02, T)  # the DDPM linear schedule, recomputed independently of the code under test
@@ -86,7 +86,9 @@ def test_normal_kl_monte_carlo():
     m1, s1, m2, s2 = 0.4, 0.7, -0.2, 1.3
     x = np.random.default_rng(1).normal(m1, s1, size=400_000)
     log_ratio = stats.norm.logpdf(x, m1, s1) - stats.norm.logpdf(x, m2, s2)
-    got = normal_kl(torch.tensor(m1), torch.tensor(2 * math.log(s1)), torch.tensor(m2), torch.tensor(2 * math.log(s2))).item()
+    got = normal_kl(
+        torch.tensor(m1), torch.tensor(2 * math.log(s1)), torch.tensor(m2), torch.tensor(2 * math.log(s2))
+    ).item()
     assert abs(got - log_ratio.mean()) < Z * log_ratio.std() / math.sqrt(x.size)
 
 
@@ -99,13 +101,21 @@ def _bin_probabilities_scipy(x: np.ndarray, mean: float, std: float) -> np.ndarr
     lo = np.where(x < -0.999, -np.inf, x - 1 / 255)
     hi = np.where(x > 0.999, np.inf, x + 1 / 255)
     upper_side = lo > mean  # above the mean, difference the survival functions so nothing cancels
-    return np.where(upper_side, stats.norm.sf(lo, mean, std) - stats.norm.sf(hi, mean, std), stats.norm.cdf(hi, mean, std) - stats.norm.cdf(lo, mean, std))
+    return np.where(
+        upper_side,
+        stats.norm.sf(lo, mean, std) - stats.norm.sf(hi, mean, std),
+        stats.norm.cdf(hi, mean, std) - stats.norm.cdf(lo, mean, std),
+    )
 
 
-@pytest.mark.parametrize(("mean", "std"), [(0.0, 0.5), (0.97, 0.02), (-1.0, 0.004), (1.0, 0.01), (0.3, 3.0), (-0.62, 0.1)])
+@pytest.mark.parametrize(
+    ("mean", "std"), [(0.0, 0.5), (0.97, 0.02), (-1.0, 0.004), (1.0, 0.01), (0.3, 3.0), (-0.62, 0.1)]
+)
 def test_discretized_likelihood_matches_scipy_on_every_bin(mean, std):
     x = torch.from_numpy(GRID)
-    got = discretized_gaussian_log_likelihood(x, torch.tensor(mean, dtype=torch.float64), torch.tensor(math.log(std), dtype=torch.float64))
+    got = discretized_gaussian_log_likelihood(
+        x, torch.tensor(mean, dtype=torch.float64), torch.tensor(math.log(std), dtype=torch.float64)
+    )
     p = _bin_probabilities_scipy(GRID, mean, std)
     ok = p > 1e-250  # scipy's direct CDF difference is meaningless below that (see the far-tail test)
     np.testing.assert_allclose(got.numpy()[ok], np.log(p[ok]), rtol=1e-9, atol=1e-9)
@@ -114,10 +124,14 @@ def test_discretized_likelihood_matches_scipy_on_every_bin(mean, std):
     assert got[-1].item() == pytest.approx(stats.norm.logsf(1 - 1 / 255, mean, std), rel=1e-10, abs=1e-12)
 
 
-@pytest.mark.parametrize(("mean", "std"), [(0.0, 0.5), (0.9, 0.003), (-1.3, 0.2), (2.5, 0.05), (0.0, 40.0), (0.1, 1e-5)])
+@pytest.mark.parametrize(
+    ("mean", "std"), [(0.0, 0.5), (0.9, 0.003), (-1.3, 0.2), (2.5, 0.05), (0.0, 40.0), (0.1, 1e-5)]
+)
 def test_bin_probabilities_sum_to_one(mean, std):
     x = torch.from_numpy(GRID)
-    lp = discretized_gaussian_log_likelihood(x, torch.tensor(mean, dtype=torch.float64), torch.tensor(math.log(std), dtype=torch.float64))
+    lp = discretized_gaussian_log_likelihood(
+        x, torch.tensor(mean, dtype=torch.float64), torch.tensor(math.log(std), dtype=torch.float64)
+    )
     assert torch.isfinite(lp).all()
     assert lp.exp().sum().item() == pytest.approx(1.0, abs=1e-12)
 
@@ -125,7 +139,9 @@ def test_bin_probabilities_sum_to_one(mean, std):
 def test_other_bin_counts_sum_to_one():
     """Data with 17 levels (sklearn digits: x/16*2 - 1): bins of half-width 1/16."""
     grid = torch.arange(17, dtype=torch.float64) / 8.0 - 1.0
-    lp = discretized_gaussian_log_likelihood(grid, torch.tensor(0.2, dtype=torch.float64), torch.tensor(math.log(0.3), dtype=torch.float64), num_bins=17)
+    lp = discretized_gaussian_log_likelihood(
+        grid, torch.tensor(0.2, dtype=torch.float64), torch.tensor(math.log(0.3), dtype=torch.float64), num_bins=17
+    )
     assert lp.exp().sum().item() == pytest.approx(1.0, abs=1e-12)
     p5 = stats.norm.cdf(grid[5].item() + 1 / 16, 0.2, 0.3) - stats.norm.cdf(grid[5].item() - 1 / 16, 0.2, 0.3)
     assert lp[5].item() == pytest.approx(math.log(p5), rel=1e-10)
@@ -148,7 +164,9 @@ def test_far_tails_are_finite_and_accurate():
         else:
             p = mpmath.ncdf(z(hi)) - mpmath.ncdf(z(lo))
         got = discretized_gaussian_log_likelihood(
-            torch.tensor(x, dtype=torch.float64), torch.tensor(mean, dtype=torch.float64), torch.tensor(math.log(std), dtype=torch.float64)
+            torch.tensor(x, dtype=torch.float64),
+            torch.tensor(mean, dtype=torch.float64),
+            torch.tensor(math.log(std), dtype=torch.float64),
         ).item()
         assert math.isfinite(got)
         assert got == pytest.approx(float(mpmath.log(p)), rel=1e-9), (x, mean, std)
@@ -156,8 +174,16 @@ def test_far_tails_are_finite_and_accurate():
 
 def test_gradients_are_finite_everywhere():
     x = torch.from_numpy(GRID).repeat(3)
-    means = torch.cat([torch.full((256,), 0.0), torch.full((256,), 5.0), torch.full((256,), -3.0)]).double().requires_grad_()
-    log_scales = torch.cat([torch.full((256,), -2.0), torch.full((256,), -6.0), torch.full((256,), 4.0)]).double().requires_grad_()
+    means = (
+        torch.cat([torch.full((256,), 0.0), torch.full((256,), 5.0), torch.full((256,), -3.0)])
+        .double()
+        .requires_grad_()
+    )
+    log_scales = (
+        torch.cat([torch.full((256,), -2.0), torch.full((256,), -6.0), torch.full((256,), 4.0)])
+        .double()
+        .requires_grad_()
+    )
     discretized_gaussian_log_likelihood(x, means, log_scales).sum().backward()
     assert torch.isfinite(means.grad).all() and torch.isfinite(log_scales.grad).all()
 
@@ -165,7 +191,9 @@ def test_gradients_are_finite_everywhere():
 def test_float32_agrees_with_float64():
     x = torch.from_numpy(GRID)
     for mean, std in [(0.1, 0.01), (0.1, 0.3), (-0.99, 0.005)]:
-        lp64 = discretized_gaussian_log_likelihood(x, torch.tensor(mean, dtype=torch.float64), torch.tensor(math.log(std), dtype=torch.float64))
+        lp64 = discretized_gaussian_log_likelihood(
+            x, torch.tensor(mean, dtype=torch.float64), torch.tensor(math.log(std), dtype=torch.float64)
+        )
         lp32 = discretized_gaussian_log_likelihood(x.float(), torch.tensor(mean), torch.tensor(math.log(std)))
         keep = lp64 > -30  # where the probability matters
         np.testing.assert_allclose(lp32.double()[keep].numpy(), lp64[keep].numpy(), rtol=1e-3, atol=2e-3)
@@ -192,7 +220,12 @@ def _optimal_model(learn_variance: bool):
     true_log_var = np.log(_reverse_variance(np.arange(T)))
     frac = (true_log_var - LOG_BETA_TILDE_CLIPPED[:, None]) / (np.log(BETAS) - LOG_BETA_TILDE_CLIPPED)[:, None]
     assert frac.min() >= 0 and frac.max() <= 1, "the exact variance must lie in the learned range"
-    v_table, ab_table, mu, s = torch.from_numpy(2 * frac - 1), torch.from_numpy(ABAR), torch.from_numpy(M), torch.from_numpy(S)
+    v_table, ab_table, mu, s = (
+        torch.from_numpy(2 * frac - 1),
+        torch.from_numpy(ABAR),
+        torch.from_numpy(M),
+        torch.from_numpy(S),
+    )
 
     def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         ab = ab_table[t].view(-1, 1)
@@ -215,12 +248,22 @@ def test_bound_with_the_exact_reverse_process_equals_the_exact_nll(diffusion):
     n = 2048
     x0, log_p = _discretized_gaussian_data(n, seed=0)
     exact = -log_p.mean(axis=1) / LN2  # per sample, bits/dim
-    out = vlb_terms(_optimal_model(True), diffusion, torch.from_numpy(x0), "eps", learn_variance=True, generator=torch.Generator().manual_seed(1))
+    out = vlb_terms(
+        _optimal_model(True),
+        diffusion,
+        torch.from_numpy(x0),
+        "eps",
+        learn_variance=True,
+        generator=torch.Generator().manual_seed(1),
+    )
     bound = out["total_bpd"].numpy()
     gap = bound - exact
     stderr = gap.std() / math.sqrt(n)
     expected_gap = 0.001  # the posterior gap at x_1 (module docstring); the prior mismatch is ~3e-6
-    print(f"\nexact NLL {exact.mean():.4f} bits/dim, bound {bound.mean():.4f}, difference {gap.mean():+.4f} +- {stderr:.4f}")
+    print(
+        f"\nexact NLL {exact.mean():.4f} bits/dim, bound {bound.mean():.4f}, "
+        f"difference {gap.mean():+.4f} +- {stderr:.4f}"
+    )
     assert stderr < 0.02, "the comparison must be sharp enough to tell the fixed-variance bounds apart"
     assert abs(gap.mean() - expected_gap) < Z * stderr
     assert out["prior_bpd"].max().item() < 1e-4
@@ -236,15 +279,31 @@ def test_bound_with_the_exact_reverse_process_equals_the_exact_nll(diffusion):
 def test_fixed_variance_bound_is_looser_by_the_variance_mismatch(diffusion, variance_type):
     n = 512
     x0 = torch.from_numpy(_discretized_gaussian_data(n, seed=3)[0])
-    exact_var = vlb_terms(_optimal_model(True), diffusion, x0, "eps", learn_variance=True, generator=torch.Generator().manual_seed(4))
-    fixed = vlb_terms(_optimal_model(False), diffusion, x0, "eps", variance_type=variance_type, generator=torch.Generator().manual_seed(4))
+    exact_var = vlb_terms(
+        _optimal_model(True), diffusion, x0, "eps", learn_variance=True, generator=torch.Generator().manual_seed(4)
+    )
+    fixed = vlb_terms(
+        _optimal_model(False),
+        diffusion,
+        x0,
+        "eps",
+        variance_type=variance_type,
+        generator=torch.Generator().manual_seed(4),
+    )
     true_var = _reverse_variance(np.arange(T))
-    fixed_var = np.exp(LOG_BETA_TILDE_CLIPPED) if variance_type == "fixed_small" else np.concatenate([BETA_TILDE[1:2], BETAS[1:]])
+    fixed_var = (
+        np.exp(LOG_BETA_TILDE_CLIPPED)
+        if variance_type == "fixed_small"
+        else np.concatenate([BETA_TILDE[1:2], BETAS[1:]])
+    )
     r = true_var / fixed_var[:, None]
     predicted = (0.5 * (r - 1 - np.log(r))).mean(axis=1) / LN2  # KL(N(0, Var_true) || N(0, Sigma_fixed)) per t
     excess = (fixed["terms_bpd"] - exact_var["terms_bpd"]).numpy()  # the same noise draws: most of the noise cancels
     kl_excess = excess[:, 1:].sum(axis=1)
-    print(f"\n{variance_type}: KL-term excess {kl_excess.mean():.4f} +- {kl_excess.std() / math.sqrt(n):.4f}, predicted {predicted[1:].sum():.4f}")
+    print(
+        f"\n{variance_type}: KL-term excess {kl_excess.mean():.4f} +- {kl_excess.std() / math.sqrt(n):.4f}, "
+        f"predicted {predicted[1:].sum():.4f}"
+    )
     assert abs(kl_excess.mean() - predicted[1:].sum()) < Z * kl_excess.std() / math.sqrt(n) + 1e-3 * predicted[1:].sum()
     assert excess[:, 0].mean() > 0  # the decoder with the wrong variance is worse too
     assert (fixed["total_bpd"] - exact_var["total_bpd"]).mean().item() > 0.05
@@ -254,8 +313,12 @@ def test_strided_estimate_is_unbiased(diffusion):
     n = 1024
     x0 = torch.from_numpy(_discretized_gaussian_data(n, seed=5)[0])
     model = _optimal_model(True)
-    full = vlb_terms(model, diffusion, x0, "eps", learn_variance=True, generator=torch.Generator().manual_seed(6))["total_bpd"]
-    strided = vlb_terms(model, diffusion, x0, "eps", learn_variance=True, stride=25, generator=torch.Generator().manual_seed(7))
+    full = vlb_terms(model, diffusion, x0, "eps", learn_variance=True, generator=torch.Generator().manual_seed(6))[
+        "total_bpd"
+    ]
+    strided = vlb_terms(
+        model, diffusion, x0, "eps", learn_variance=True, stride=25, generator=torch.Generator().manual_seed(7)
+    )
     d = (strided["total_bpd"] - full).numpy()
     assert abs(d.mean()) < Z * d.std() / math.sqrt(n)
     evaluated = (~strided["terms_bpd"].isnan()).sum(dim=1)
@@ -266,7 +329,9 @@ def test_explicit_timesteps(diffusion):
     x0 = torch.from_numpy(_discretized_gaussian_data(16, seed=8)[0])
     model = _optimal_model(True)
     full = vlb_terms(model, diffusion, x0, "eps", learn_variance=True, generator=torch.Generator().manual_seed(9))
-    every = vlb_terms(model, diffusion, x0, "eps", learn_variance=True, timesteps=range(T), generator=torch.Generator().manual_seed(9))
+    every = vlb_terms(
+        model, diffusion, x0, "eps", learn_variance=True, timesteps=range(T), generator=torch.Generator().manual_seed(9)
+    )
     torch.testing.assert_close(every["total_bpd"], full["total_bpd"], rtol=0, atol=0)
     subset = vlb_terms(model, diffusion, x0, "eps", learn_variance=True, timesteps=[1, 5, 500, 999])
     assert (~subset["terms_bpd"].isnan()).sum(dim=1).eq(5).all()  # t = 0 is always added
@@ -280,12 +345,17 @@ def test_explicit_timesteps(diffusion):
 
 
 def test_learned_range_endpoints(diffusion):
+    model_log_variance = diffusion.reverse.log_variance  # (step, like, variance_type, var_values): the full chain
     t = torch.arange(T)
     like = torch.zeros(T, 1, dtype=torch.float64)
     ones = torch.ones(T, 1, dtype=torch.float64)
-    np.testing.assert_allclose(model_log_variance(diffusion, t, like, "learned_range", ones).squeeze(1).numpy(), np.log(BETAS), rtol=1e-12)
-    np.testing.assert_allclose(model_log_variance(diffusion, t, like, "learned_range", -ones).squeeze(1).numpy(), LOG_BETA_TILDE_CLIPPED, rtol=1e-12)
-    half = model_log_variance(diffusion, t, like, "learned_range", 0 * ones).squeeze(1).numpy()
+    np.testing.assert_allclose(
+        model_log_variance(t, like, "learned_range", ones).squeeze(1).numpy(), np.log(BETAS), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        model_log_variance(t, like, "learned_range", -ones).squeeze(1).numpy(), LOG_BETA_TILDE_CLIPPED, rtol=1e-12
+    )
+    half = model_log_variance(t, like, "learned_range", 0 * ones).squeeze(1).numpy()
     np.testing.assert_allclose(half, 0.5 * (np.log(BETAS) + LOG_BETA_TILDE_CLIPPED), rtol=1e-12)
 
 
@@ -297,7 +367,10 @@ def test_bits_per_dim_over_a_loader(diffusion):
     loader = [(x0[:10], torch.zeros(10)), (x0[10:20], torch.zeros(10)), (x0[20:], torch.zeros(4))]
     res = bits_per_dim(f32, diffusion, loader, "eps", learn_variance=True, stride=50, max_batches=2, generator=g1)
     g2 = torch.Generator().manual_seed(11)
-    parts = [vlb_terms(f32, diffusion, x0[a:b], "eps", learn_variance=True, stride=50, generator=g2) for a, b in ((0, 10), (10, 20))]
+    parts = [
+        vlb_terms(f32, diffusion, x0[a:b], "eps", learn_variance=True, stride=50, generator=g2)
+        for a, b in ((0, 10), (10, 20))
+    ]
     total = torch.cat([p["total_bpd"] for p in parts])
     assert res["num_samples"] == 20
     assert res["total_bpd"] == pytest.approx(total.mean().item(), rel=1e-12)

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-
 from conftest import code_running_pickle, compose_config, run_cli
+
 from difflab.train import train
 
 TINY = ["dataset.batch_size=16", "backbone.base_channels=16", "backbone.num_groups=8", "backbone.num_res_blocks=1",
@@ -66,9 +66,17 @@ def bad_inputs(checkpoint, tmp_path) -> list[tuple[list[str], str]]:
     ]
 
 
+def test_the_table_holds_every_case(tmp_path):
+    """A case dropped by accident (a merge, a bad edit) shows here: the count changes only on purpose."""
+    stand_in = tmp_path / "stand_in.ckpt"
+    stand_in.write_bytes(b"\0" * 2000)
+    cases = bad_inputs(stand_in, tmp_path)
+    assert len(cases) == 27
+    assert len({" ".join(overrides) for overrides, _ in cases}) == len(cases)  # no case twice
+
+
 def test_a_table_of_bad_inputs_each_stops_early_with_one_line(checkpoint, tmp_path):
     cases = bad_inputs(checkpoint, tmp_path)
-    assert len(cases) >= 15
 
     def run(index: int) -> tuple[int, float, object]:
         overrides, _ = cases[index]

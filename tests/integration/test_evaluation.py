@@ -8,8 +8,8 @@ from unittest import mock
 
 import pytest
 import torch
-
 from conftest import compose_config, run_cli
+
 from difflab.metrics import INCEPTION_FILE, INCEPTION_URL
 from difflab.train import train
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import compose_config
+
 from difflab.train import train
 
 BACKBONE = {"moons": "mlp", "digits": "unet_tiny", "shapes": "unet_small"}

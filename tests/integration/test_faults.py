@@ -8,17 +8,20 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
+import checkpoint_hooks
 import pytest
 import torch
+from checkpoint_hooks import csv_values, plugin_override
+from conftest import compose_config
 
-from conftest import REPO_ROOT, compose_config
 from difflab.cli import TrainingStopped
 from difflab.module import DiffusionModule
 from difflab.train import train
+
+HERE = Path(__file__).resolve().parent
 
 # A small U-Net with dropout, LR warm-up and EMA; a checkpoint every 4 steps, every loss logged.
 TINY = [
@@ -28,32 +31,19 @@ TINY = [
     "callbacks.sample_grid.every_n_steps=100", "callbacks.rich_progress_bar=null", "metrics=[]",
 ]
 
-# Runs difflab-train in a subprocess; KILL_AT_STEP makes it SIGKILL itself halfway through writing the
-# checkpoint of that step (the first file of that step: step_<N>.ckpt), as a preemption would.
-LAUNCHER = """
-import io, os, signal, sys, torch
-kill_at = int(os.environ.get("KILL_AT_STEP", "-1"))
-real_save = torch.save
-def save(obj, f, *args, **kwargs):
-    if isinstance(obj, dict) and obj.get("global_step") == kill_at and hasattr(f, "write"):
-        buffer = io.BytesIO()
-        real_save(obj, buffer, *args, **kwargs)
-        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-        f.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real_save(obj, f, *args, **kwargs)
-torch.save = save
-from difflab.train import main
-sys.argv = ["difflab-train", *sys.argv[1:]]
-main()
-"""
 
-
-def start(args: list[str], cwd: Path, kill_at_step: int | None = None) -> subprocess.Popen:
-    env = {**os.environ, "DIFFLAB_ROOT": str(cwd), "PYTHONWARNINGS": "ignore", "KILL_AT_STEP": str(kill_at_step or -1)}
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    """``difflab-train args`` in a subprocess that can import :mod:`checkpoint_hooks` (the kill points)."""
+    env = {**os.environ, "DIFFLAB_ROOT": str(cwd), "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join([str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])])}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.Popen([sys.executable, "-c", LAUNCHER, *args], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, "-m", "difflab.train", *args], cwd=cwd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def killed(process: subprocess.Popen) -> None:
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == -signal.SIGKILL, f"exit {process.returncode}: {err[-3000:]}"
 
 
 def finish(process: subprocess.Popen) -> None:
@@ -95,16 +85,14 @@ def uninterrupted(tmp_path_factory):
 
 
 def test_sigkill_mid_run_then_ckpt_path_last_ends_like_an_uninterrupted_run(uninterrupted, tmp_path):
+    """Killed right after step 8's last.ckpt took its name: before Lightning hands step 8's values (the loss of
+    step index 7) to the loggers. The resume starts after that step, so the row must already be on disk."""
     run = tmp_path / "run"
     args = [*TINY, f"hydra.run.dir={run}"]
-    process = start(args, tmp_path)
-    deadline = time.monotonic() + 300
-    while not (run / "checkpoints" / "step_0000008.ckpt").exists():  # killed while steps 9, 10, ... run
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (run / "checkpoints" / "step_0000016.ckpt").exists()
+    killed(start([*args, plugin_override("KillingCheckpointIO", step=8, file="last.ckpt", moment="after_rename")], tmp_path))
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
+    assert not (run / "checkpoints" / "step_0000012.ckpt").exists()
+    assert sorted(csv_values(run)["train/loss"]) == list(range(8))  # steps 0..7: all the killed run did
     finish(start([*args, "ckpt_path=last"], tmp_path))
     assert (run / "csv" / "metrics.1.csv").is_file()  # the killed run's log, kept
     assert_same_end(run, uninterrupted)
@@ -113,14 +101,35 @@ def test_sigkill_mid_run_then_ckpt_path_last_ends_like_an_uninterrupted_run(unin
 def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one_loadable(uninterrupted, tmp_path):
     run = tmp_path / "run"
     args = [*TINY, f"hydra.run.dir={run}"]
-    process = start(args, tmp_path, kill_at_step=8)
-    process.wait(timeout=600)
-    assert process.returncode == -signal.SIGKILL
+    killed(start([*args, plugin_override("KillingCheckpointIO", step=8, file="step_0000008.ckpt", moment="before_rename")], tmp_path))
     checkpoints = run / "checkpoints"
     assert not (checkpoints / "step_0000008.ckpt").exists()  # the half-written file never took the name
+    assert len(list(checkpoints.glob(".step_0000008.ckpt.*.tmp"))) == 1
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 4
     finish(start([*args, "ckpt_path=last"], tmp_path))
     assert_same_end(run, uninterrupted)
+
+
+def test_every_checkpoint_is_written_after_the_values_logged_before_it_are_on_disk(tmp_path, hydra_cleanup):
+    """Periodic checkpoints, last.ckpt and best.ckpt: when each is about to take its name, metrics.csv and the
+    TensorBoard events on disk already hold every loss up to its step and the evaluation of its step."""
+    checkpoint_hooks.RECORDS.clear()
+    run = tmp_path / "run"
+    fid = "val/fid_digits-lenet_n20_dpmpp2m2"
+    overrides = [*[o for o in TINY if not o.startswith(("trainer.max_steps", "metrics="))], "trainer.max_steps=8",
+                 "logger=many", "~logger.wandb", "metrics=[fid]", "metrics.fid.num_samples=20", "evaluation.every_n_steps=4",
+                 "evaluation.reference.num_samples=40", "evaluation.sampler.steps=2", "evaluation.batch_size=20",
+                 f"paths.root_dir={tmp_path}", plugin_override("RecordingCheckpointIO")]
+    train(compose_config("train", overrides, run))
+    written = [(r["file"], r["step"]) for r in checkpoint_hooks.RECORDS]
+    assert sorted(w for w in written if w[0] != "best.ckpt") == [("last.ckpt", 4), ("last.ckpt", 8), ("step_0000004.ckpt", 4), ("step_0000008.ckpt", 8)]
+    assert ("best.ckpt", 4) in written
+    for record in checkpoint_hooks.RECORDS:
+        step = record["step"]
+        for source in ("csv", "tensorboard"):
+            values = record[source]
+            assert sorted(s for s in values["train/loss"] if s < step) == list(range(step)), (record["file"], step, source)
+            assert step in values[fid], (record["file"], step, source)  # this step's evaluation (best.ckpt reads it)
 
 
 def test_resume_auto_continues_the_newest_matching_run_or_starts_afresh(tmp_path, hydra_cleanup):
@@ -173,16 +182,24 @@ def test_a_diverging_run_stops_with_one_line_and_exit_status_1(tmp_path):
 
 
 def test_unreachable_wandb_falls_back_to_offline_with_one_warning(tmp_path, monkeypatch):
+    import socket
+
     from difflab.loggers import make_wandb_logger
 
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port here
     monkeypatch.delenv("WANDB_MODE", raising=False)
+    real_connect, attempts = socket.create_connection, []
+
+    def connect(address, timeout=None, *args, **kwargs):  # the check may wait 3 seconds at most (not timed here)
+        attempts.append((address, timeout))
+        return real_connect(address, timeout, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", connect)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        started = time.monotonic()
         logger = make_wandb_logger(project="difflab", save_dir=str(tmp_path))
-    assert time.monotonic() - started < 10
+    assert attempts[0] == (("127.0.0.1", 9), 3.0)
     assert logger._offline
     assert [str(w.message) for w in caught if "W&B" in str(w.message)] == [
         "W&B: 127.0.0.1:9 cannot be reached (Connection refused); logging offline instead (sync later with `wandb sync`)"]
@@ -211,3 +228,28 @@ def test_a_wandb_run_that_fails_to_start_online_continues_offline(tmp_path, monk
         logger.log_metrics({"train/loss": 1.0}, step=0)
     finally:
         wandb.finish()
+
+
+def test_a_new_column_rewrites_metrics_csv_atomically(tmp_path, monkeypatch):
+    """A value logged for the first time (val/loss, an FID) makes the CSV logger rewrite the file with a new
+    header. Lightning's writer truncates the file first: a kill then loses every row. Here the rewrite goes to
+    a temporary file that is renamed over metrics.csv, so a kill before the rename leaves the old file."""
+    from difflab.loggers import DurableCSVLogger
+
+    logger = DurableCSVLogger(tmp_path, name="csv", version="", flush_logs_every_n_steps=1)
+    for step in range(3):
+        logger.log_metrics({"train/loss": 1.0 / (step + 1)}, step=step)
+    path = tmp_path / "csv" / "metrics.csv"
+    before = path.read_bytes()
+    assert sorted(csv_values(tmp_path)["train/loss"]) == [0, 1, 2]
+
+    def killed_before_rename(src, dst):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(os, "replace", killed_before_rename)
+    with pytest.raises(KeyboardInterrupt):
+        logger.log_metrics({"val/loss": 0.7}, step=3)
+    assert path.read_bytes() == before
+    monkeypatch.undo()
+    logger.log_metrics({"train/loss": 0.2}, step=4)  # the next save writes what was pending, under the new header
+    assert csv_values(tmp_path) == {"train/loss": {0: 1.0, 1: 0.5, 2: 1 / 3, 4: 0.2}, "val/loss": {3: 0.7}}

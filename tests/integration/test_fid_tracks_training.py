@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import compose_config
+
 from difflab.data import DigitsDataModule
 from difflab.metrics import build_feature_extractor, frechet_distance, gaussian_statistics
 from difflab.train import train

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import compose_config
 from sklearn.svm import SVC
 
-from conftest import compose_config
 from difflab.checkpoints import load_checkpoint, module_from_checkpoint
 from difflab.data import DigitsDataModule
 from difflab.samplers import make_sampler

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-
-from conftest import compose_config
-from difflab.data import MoonsDataModule
 import pytest
+import torch
+from conftest import compose_config
 
 from difflab.checkpoints import load_checkpoint, module_from_checkpoint
+from difflab.data import MoonsDataModule
 from difflab.samplers import make_sampler
 from difflab.train import train
 

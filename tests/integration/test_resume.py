@@ -6,8 +6,8 @@ import csv
 from pathlib import Path
 
 import torch
-
 from conftest import compose_config
+
 from difflab.train import train
 
 # A small U-Net with dropout (so the dropout RNG must be restored too), LR warm-up and EMA.

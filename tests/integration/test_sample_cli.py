@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import compose_config, run_cli
+
 from difflab.builders import build_module
+from difflab.data import DataFacts
 from difflab.samplers import make_sampler
 from difflab.train import train
 
@@ -43,7 +44,7 @@ def test_the_same_seed_gives_the_same_samples_with_batch_sizes_1_7_and_64(sample
     """Sample i's noise (initial and per step) depends on (seed, i) only; the batch it is drawn in does not matter."""
     cfg = compose_config("train", ["conditioning.enabled=true", "backbone.base_channels=16", "backbone.num_groups=8"], tmp_path)
     torch.manual_seed(0)
-    module = build_module(cfg, (1, 8, 8)).eval()
+    module = build_module(cfg, DataFacts((1, 8, 8), num_classes=10, num_bins=17)).eval()
     sampler = make_sampler(sampler_name, schedule=module.schedule, steps=10)
 
     def draw(batch_size: int) -> torch.Tensor:

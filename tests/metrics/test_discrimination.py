@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from difflab.metrics import build_feature_extractor, frechet_distance, gaussian_statistics, reference_key, reference_statistics
+from difflab.metrics import (
+    build_feature_extractor,
+    frechet_distance,
+    gaussian_statistics,
+    reference_key,
+    reference_statistics,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import code_running_pickle
+
 from difflab.metrics import INCEPTION_FILE, INCEPTION_URL, build_feature_extractor, inception_weights_path
 from difflab.metrics.lenet import WEIGHTS_DIR, lenet_record
 from difflab.metrics.train_extractor import accuracy, train_lenet, write_extractor

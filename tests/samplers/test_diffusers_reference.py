@@ -55,7 +55,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _diffusers_alphas_cumprod() -> torch.Tensor:
-    return diffusers.DDIMScheduler(num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02).alphas_cumprod.double()
+    return diffusers.DDIMScheduler(
+        num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02
+    ).alphas_cumprod.double()
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +121,15 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_ddim_matches_diffusers(schedule, spacing, steps, prediction_type, eta):
     ours = make_sampler("ddim", schedule=schedule, steps=steps, eta=eta, timestep_spacing=spacing)
     ref = diffusers.DDIMScheduler(
-        num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02, clip_sample=False, set_alpha_to_one=True, steps_offset=0,
-        timestep_spacing=spacing, prediction_type=PRED[prediction_type],
+        num_train_timesteps=T,
+        beta_schedule="linear",
+        beta_start=1e-4,
+        beta_end=0.02,
+        clip_sample=False,
+        set_alpha_to_one=True,
+        steps_offset=0,
+        timestep_spacing=spacing,
+        prediction_type=PRED[prediction_type],
     )
     ref.set_timesteps(steps)
     np.testing.assert_array_equal(ref.timesteps.numpy(), ours.timesteps)
@@ -144,8 +153,14 @@ def test_ddpm_matches_diffusers(schedule, variance_type, steps, prediction_type)
     learned = variance_type == "learned_range"
     ours = make_sampler("ddpm", schedule=schedule, steps=steps, variance_type=variance_type)
     ref = diffusers.DDPMScheduler(
-        num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02, clip_sample=False, variance_type=variance_type,
-        timestep_spacing="leading", prediction_type=PRED[prediction_type],
+        num_train_timesteps=T,
+        beta_schedule="linear",
+        beta_start=1e-4,
+        beta_end=0.02,
+        clip_sample=False,
+        variance_type=variance_type,
+        timestep_spacing="leading",
+        prediction_type=PRED[prediction_type],
     )
     ref.set_timesteps(steps)
     np.testing.assert_array_equal(ref.timesteps.numpy(), ours.timesteps)
@@ -180,8 +195,15 @@ def test_ddpm_learned_range_uses_the_extra_channels(schedule):
 
 def _dpm_ref(prediction_type="eps", **kwargs):
     return diffusers.DPMSolverMultistepScheduler(
-        num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02, algorithm_type="dpmsolver++", solver_order=2,
-        solver_type="midpoint", prediction_type=PRED[prediction_type], **kwargs,
+        num_train_timesteps=T,
+        beta_schedule="linear",
+        beta_start=1e-4,
+        beta_end=0.02,
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        solver_type="midpoint",
+        prediction_type=PRED[prediction_type],
+        **kwargs,
     )
 
 
@@ -226,7 +248,13 @@ def test_dpmpp_2m_sigma_min_and_lower_order_final_match_diffusers(schedule, step
     a = ours.sample(model, x_T(), "eps")
     b = _run_diffusers(ref, model, x_T(), ref.timesteps)
     assert _max_diff(a, b) < TOL, _max_diff(a, b)
-    other = make_sampler("dpmpp_2m", schedule=schedule, steps=steps, final_sigmas_type="sigma_min", lower_order_final=not lower_order_final)
+    other = make_sampler(
+        "dpmpp_2m",
+        schedule=schedule,
+        steps=steps,
+        final_sigmas_type="sigma_min",
+        lower_order_final=not lower_order_final,
+    )
     changed = _max_diff(a, other.sample(model, x_T(), "eps"))
     assert (changed > 1e-5) if steps < 15 else (changed == 0.0)
 
@@ -235,7 +263,14 @@ def test_dpmpp_2m_sigma_min_and_lower_order_final_match_diffusers(schedule, step
 
 
 def _karras_ref(cls, prediction_type="eps", **kwargs):
-    return cls(num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02, prediction_type=PRED[prediction_type], **kwargs)
+    return cls(
+        num_train_timesteps=T,
+        beta_schedule="linear",
+        beta_start=1e-4,
+        beta_end=0.02,
+        prediction_type=PRED[prediction_type],
+        **kwargs,
+    )
 
 
 def _vp_to_ve(schedule, x, t0):

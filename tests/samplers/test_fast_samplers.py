@@ -1,4 +1,5 @@
-r"""DPM-Solver++(2M), Euler and Heun (and the learned-range DDPM variance) on Gaussian data, where everything is closed form.
+r"""DPM-Solver++(2M), Euler and Heun (and the learned-range DDPM variance) on Gaussian data, where everything is
+closed form.
 
 Data x0 ~ N(MU, COV). With a = sqrt(abar_t), x_t ~ N(a MU, abar_t COV + (1 - abar_t) I) and the optimal (MMSE) eps
 predictor is the linear regression E[eps | x_t] = sqrt(1 - abar_t) (abar_t COV + (1 - abar_t) I)^{-1} (x_t - a MU).
@@ -21,9 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from difflab.diffusion import make_schedule
+from difflab.diffusion import make_schedule, split_output
 from difflab.samplers import SAMPLERS, make_sampler
-from difflab.samplers.base import split_model_output
 
 T = 1000
 ABAR = np.cumprod(1.0 - np.linspace(1e-4, 0.02, T))
@@ -38,7 +38,10 @@ MU = np.array([0.4, -0.2])
 COV = _R @ np.diag([0.3**2, 1.1**2]) @ _R.T
 
 
-pytestmark = [pytest.mark.filterwarnings("ignore:sampler.karras_sigmas:UserWarning"), pytest.mark.usefixtures("one_thread")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:sampler.karras_sigmas:UserWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,10 @@ def schedule():
 
 def gaussian_model(prediction_type: str = "eps", mu=MU, cov=COV):
     """E[target | x_t] for x0 ~ N(mu, cov) (module docstring), float64 inside; counts its calls."""
-    mu_t, cov_t = torch.from_numpy(np.asarray(mu, dtype=np.float64)), torch.from_numpy(np.asarray(cov, dtype=np.float64))
+    mu_t, cov_t = (
+        torch.from_numpy(np.asarray(mu, dtype=np.float64)),
+        torch.from_numpy(np.asarray(cov, dtype=np.float64)),
+    )
     eye = torch.eye(mu_t.numel(), dtype=torch.float64)
 
     def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -131,9 +137,11 @@ def test_nfe_with_merged_karras_levels(schedule):
                 sampler = make_sampler(name, schedule=schedule, steps=steps, karras_sigmas=True)
             messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
             if distinct < steps:
-                assert messages == [f"sampler.karras_sigmas: the {steps} rho-levels map to only {distinct} distinct timesteps "
-                                    f"of the schedule (levels closer together than the schedule's own noise levels are merged); "
-                                    f"the sampler takes {distinct} steps"], messages
+                assert messages == [
+                    f"sampler.karras_sigmas: the {steps} rho-levels map to only {distinct} distinct timesteps "
+                    f"of the schedule (levels closer together than the schedule's own noise levels are merged); "
+                    f"the sampler takes {distinct} steps"
+                ], messages
                 assert caught[0].filename.endswith("__init__.py")  # reported at make_sampler's call of the constructor
             else:
                 assert messages == []
@@ -173,7 +181,9 @@ def test_euler_heun_use_timestep_spacing_without_karras(schedule):
 
 
 def test_dpmpp_2m_default_spacing_is_trailing(schedule):
-    np.testing.assert_array_equal(make_sampler("dpmpp_2m", schedule=schedule, steps=10).timesteps, np.arange(999, 0, -100))
+    np.testing.assert_array_equal(
+        make_sampler("dpmpp_2m", schedule=schedule, steps=10).timesteps, np.arange(999, 0, -100)
+    )
 
 
 # ------------------------------------------------------------------------------------------------ exact identities
@@ -185,8 +195,12 @@ def test_euler_is_ddim_eta0(schedule, spacing, prediction_type):
     """Karras et al. 2022 (eq. 4 / App. B.2): DDIM's deterministic step is an Euler step in (x / sqrt(abar), sigma):
     x'/sqrt(abar') = x0 + sigma' eps = x/sqrt(abar) + (sigma' - sigma) eps."""
     x_T = marginal_sample(999, 500, 1)
-    e = make_sampler("euler", schedule=schedule, steps=17, timestep_spacing=spacing).sample(gaussian_model(prediction_type), x_T, prediction_type)
-    d = make_sampler("ddim", schedule=schedule, steps=17, timestep_spacing=spacing).sample(gaussian_model(prediction_type), x_T, prediction_type)
+    e = make_sampler("euler", schedule=schedule, steps=17, timestep_spacing=spacing).sample(
+        gaussian_model(prediction_type), x_T, prediction_type
+    )
+    d = make_sampler("ddim", schedule=schedule, steps=17, timestep_spacing=spacing).sample(
+        gaussian_model(prediction_type), x_T, prediction_type
+    )
     np.testing.assert_allclose(e.numpy(), d.numpy(), rtol=0, atol=1e-11)
 
 
@@ -259,7 +273,9 @@ CONVERGENCE = [
 ]
 
 
-@pytest.mark.parametrize(("name", "kwargs", "steps", "band", "slope_band"), CONVERGENCE, ids=lambda v: str(v) if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    ("name", "kwargs", "steps", "band", "slope_band"), CONVERGENCE, ids=lambda v: str(v) if isinstance(v, str) else None
+)
 def test_convergence_order_to_the_pf_ode(schedule, name, kwargs, steps, band, slope_band):
     errors = np.array([_pf_ode_error(schedule, name, s, **kwargs) for s in steps])
     assert np.all(np.diff(errors) < 0), errors
@@ -279,7 +295,7 @@ def test_second_order_beats_first_order_at_equal_nfe(schedule):
     assert heun < ddim / 5 and dpm < ddim / 1.5, (ddim, heun, dpm)
 
 
-# ------------------------------------------------------------------------------------------------ Gaussian target moments
+# ---------------------------------------------------------------------------------------- Gaussian target moments
 
 
 # (name, kwargs, steps, bound on |mean - MU|, bound on max |cov - COV| / max |COV|), tightening with the steps;
@@ -301,7 +317,11 @@ GAUSSIAN_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "kwargs", "steps", "mean_tol", "cov_tol"), GAUSSIAN_CASES, ids=lambda v: str(v) if isinstance(v, (str, int)) else None)
+@pytest.mark.parametrize(
+    ("name", "kwargs", "steps", "mean_tol", "cov_tol"),
+    GAUSSIAN_CASES,
+    ids=lambda v: str(v) if isinstance(v, (str, int)) else None,
+)
 def test_deterministic_samplers_on_gaussian_target(schedule, name, kwargs, steps, mean_tol, cov_tol):
     sampler = make_sampler(name, schedule=schedule, steps=steps, **kwargs)
     t0 = int(sampler.timesteps[0])
@@ -362,7 +382,9 @@ def test_euler_heun_match_the_papers_recursion(schedule, name, kwargs, steps):
                        generator=torch.Generator().manual_seed(steps)).numpy()
     _check_sample_moments(x, mean, cov)
     if churn:
-        _, cov_more = karras_moments(make_sampler(name, schedule=schedule, steps=4 * steps, **kwargs).sigmas, name == "heun", **churn)
+        _, cov_more = karras_moments(
+            make_sampler(name, schedule=schedule, steps=4 * steps, **kwargs).sigmas, name == "heun", **churn
+        )
         assert np.abs(cov_more - COV).max() < np.abs(cov - COV).max()
 
 
@@ -373,7 +395,12 @@ def test_churn_step_in_closed_form(schedule):
     """One Euler step with churn, for a model predicting eps = 0 (so D(x) = x and the step returns x_hat): the
     output is x_T / sqrt(abar_t0) + sqrt(sigma_hat^2 - sigma^2) s_noise z, sigma_hat = the schedule level nearest
     (in log) to sigma (1 + gamma), gamma = min(s_churn / N, sqrt(2) - 1), z from the generator."""
-    for t0, s_churn, s_noise, churns in ((500, 0.3, 1.0, True), (200, 10.0, 0.8, True), (0, 10.0, 1.0, True), (0, 0.1, 1.0, False)):
+    for t0, s_churn, s_noise, churns in (
+        (500, 0.3, 1.0, True),
+        (200, 10.0, 0.8, True),
+        (0, 10.0, 1.0, True),
+        (0, 0.1, 1.0, False),
+    ):
         sampler = make_sampler("euler", schedule=schedule, steps=1, s_churn=s_churn, s_noise=s_noise)
         sampler.timesteps = np.array([t0])  # a one-step run from t0 (the API only chooses t0 = 0 for one step)
         x_T = marginal_sample(t0, 6, 0)
@@ -381,7 +408,9 @@ def test_churn_step_in_closed_form(schedule):
         gamma = min(s_churn, math.sqrt(2) - 1)
         t_hat = np.abs(np.log(SIGMA) - np.log(SIGMA[t0] * (1 + gamma))).argmin()
         z = torch.randn(6, 2, generator=torch.Generator().manual_seed(9), dtype=torch.float64).numpy()
-        expected = x_T.numpy() / math.sqrt(ABAR[t0]) + math.sqrt(SIGMA[t_hat] ** 2 - SIGMA[t0] ** 2) * s_noise * (z if t_hat != t0 else 0)
+        expected = x_T.numpy() / math.sqrt(ABAR[t0]) + math.sqrt(SIGMA[t_hat] ** 2 - SIGMA[t0] ** 2) * s_noise * (
+            z if t_hat != t0 else 0
+        )
         np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
         # at t = 0 with gamma = 0.1 the level nearest 1.1 sigma_0 is sigma_0 itself (sigma_1 = 1.48 sigma_0): no churn
         assert (t_hat != t0) == churns
@@ -392,7 +421,9 @@ def test_churn_gating_and_determinism(schedule, name):
     x_T = marginal_sample(999, 100, 0)
     plain = make_sampler(name, schedule=schedule, steps=15).sample(gaussian_model(), x_T)
     # s_churn = 0: the generator is not used
-    again = make_sampler(name, schedule=schedule, steps=15).sample(gaussian_model(), x_T, generator=torch.Generator().manual_seed(1))
+    again = make_sampler(name, schedule=schedule, steps=15).sample(
+        gaussian_model(), x_T, generator=torch.Generator().manual_seed(1)
+    )
     assert torch.equal(plain, again)
     # churn only for s_tmin <= sigma <= s_tmax: a window holding no level changes nothing
     gated = make_sampler(name, schedule=schedule, steps=15, s_churn=50.0, s_tmin=1e3, s_tmax=1e4)
@@ -438,10 +469,17 @@ def test_per_sample_generators_are_batch_invariant(schedule, name, kwargs):
 # ------------------------------------------------------------------------------------------------ 2C-channel outputs
 
 
-@pytest.mark.parametrize(("name", "kwargs"), [
-    ("ddpm", {"steps": 20}), ("ddpm", {"steps": 20, "variance_type": "fixed_large"}), ("ddim", {"steps": 20, "eta": 0.5}),
-    ("dpmpp_2m", {"steps": 20}), ("euler", {"steps": 20, "s_churn": 10.0}), ("heun", {"steps": 10}),
-])
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("ddpm", {"steps": 20}),
+        ("ddpm", {"steps": 20, "variance_type": "fixed_large"}),
+        ("ddim", {"steps": 20, "eta": 0.5}),
+        ("dpmpp_2m", {"steps": 20}),
+        ("euler", {"steps": 20, "s_churn": 10.0}),
+        ("heun", {"steps": 10}),
+    ],
+)
 def test_extra_output_channels_are_ignored(schedule, name, kwargs):
     """A model with 2C outputs (prediction, then learned-variance values) gives the same samples as its first C."""
     model = gaussian_model()
@@ -455,7 +493,11 @@ def test_extra_output_channels_are_ignored(schedule, name, kwargs):
     x_img = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     img_model = lambda x, t: 0.1 * x  # noqa: E731
     a = sampler.sample(img_model, x_img, generator=torch.Generator().manual_seed(6))
-    b = sampler.sample(lambda x, t: torch.cat([img_model(x, t), torch.ones_like(x)], dim=1), x_img, generator=torch.Generator().manual_seed(6))
+    b = sampler.sample(
+        lambda x, t: torch.cat([img_model(x, t), torch.ones_like(x)], dim=1),
+        x_img,
+        generator=torch.Generator().manual_seed(6),
+    )
     assert torch.equal(a, b)
 
 
@@ -465,11 +507,13 @@ def test_bad_output_shapes_raise(schedule):
         with pytest.raises(ValueError, match=r"model output has shape \(4, 5\) for x_t of shape \(4, 3\)"):
             sampler.sample(lambda x, t: torch.zeros(4, 5), torch.zeros(4, 3))
     with pytest.raises(ValueError, match="model output has shape"):
-        split_model_output(torch.zeros(4, 9), torch.zeros(4, 3))
+        split_output(torch.zeros(4, 9), torch.zeros(4, 3))
     with pytest.raises(ValueError, match="model output has shape"):
-        split_model_output(torch.zeros(4, 2, 4, 5), torch.zeros(4, 1, 4, 4))
-    out, extra = split_model_output(torch.arange(24.0).view(2, 4, 3), torch.zeros(2, 2, 3))
-    assert torch.equal(out, torch.arange(24.0).view(2, 4, 3)[:, :2]) and torch.equal(extra, torch.arange(24.0).view(2, 4, 3)[:, 2:])
+        split_output(torch.zeros(4, 2, 4, 5), torch.zeros(4, 1, 4, 4))
+    out, extra = split_output(torch.arange(24.0).view(2, 4, 3), torch.zeros(2, 2, 3))
+    assert torch.equal(out, torch.arange(24.0).view(2, 4, 3)[:, :2]) and torch.equal(
+        extra, torch.arange(24.0).view(2, 4, 3)[:, 2:]
+    )
 
 
 # ------------------------------------------------------------------------------------------------ DDPM learned_range
@@ -489,8 +533,13 @@ def test_learned_range_endpoints_are_the_fixed_variances(schedule, steps):
     x_T = marginal_sample(int(make_sampler("ddpm", schedule=schedule, steps=steps).timesteps[0]), 200, 7)
     for v, fixed in ((1.0, "fixed_large"), (-1.0, "fixed_small")):
         learned = make_sampler("ddpm", schedule=schedule, steps=steps, variance_type="learned_range").sample(
-            lambda x, t, v=v: torch.cat([model(x, t), torch.full_like(x, v)], dim=1), x_T, generator=torch.Generator().manual_seed(1))
-        ref = make_sampler("ddpm", schedule=schedule, steps=steps, variance_type=fixed).sample(model, x_T, generator=torch.Generator().manual_seed(1))
+            lambda x, t, v=v: torch.cat([model(x, t), torch.full_like(x, v)], dim=1),
+            x_T,
+            generator=torch.Generator().manual_seed(1),
+        )
+        ref = make_sampler("ddpm", schedule=schedule, steps=steps, variance_type=fixed).sample(
+            model, x_T, generator=torch.Generator().manual_seed(1)
+        )
         np.testing.assert_allclose(learned.numpy(), ref.numpy(), rtol=0, atol=1e-12)
 
 
@@ -571,25 +620,48 @@ def test_learned_range_with_the_true_reverse_variance_is_exact(schedule):
     se_v = v_learned * math.sqrt(2 / (n - 1))
     assert np.all(np.abs(x.var(0, ddof=1) - v_learned) < Z * se_v), (x.var(0, ddof=1) - v_learned) / se_v
     assert np.all(np.abs(x.mean(0) - mu) < Z * np.sqrt(v_learned / n))
-    small = make_sampler("ddpm", schedule=schedule, steps=steps).sample(eps_model, x_T, generator=torch.Generator().manual_seed(13)).numpy()
+    small = (
+        make_sampler("ddpm", schedule=schedule, steps=steps)
+        .sample(eps_model, x_T, generator=torch.Generator().manual_seed(13))
+        .numpy()
+    )
     assert small.var(0, ddof=1)[0] < S[0] ** 2 - Z * S[0] ** 2 * math.sqrt(2 / n)
 
 
 # ------------------------------------------------------------------------------------------------ option errors
 
 
-@pytest.mark.parametrize(("name", "kwargs", "match"), [
-    ("euler", {"rho": 0.0}, r"sampler\.rho=0\.0"),
-    ("heun", {"s_churn": -1.0}, r"sampler\.s_churn=-1\.0"),
-    ("heun", {"s_noise": -0.5}, r"sampler\.s_noise=-0\.5"),
-    ("euler", {"s_tmin": 5.0, "s_tmax": 1.0}, r"sampler\.s_tmin=5\.0 must be <= sampler\.s_tmax=1\.0"),
-    ("dpmpp_2m", {"final_sigmas_type": "one"}, r"final_sigmas_type='one' is not known; choose one of \['zero', 'sigma_min'\]"),
-    ("dpmpp_2m", {"final_sigmas_type": "sigma_min", "timestep_spacing": "leading"}, r"final_sigmas_type='sigma_min'.*timestep_spacing='trailing'"),
-    ("ddpm", {"variance_type": "learned"}, r"variance_type='learned' is not known; choose one of \['fixed_small', 'fixed_large', 'learned_range'\]"),
-    ("heun", {"eta": 0.5}, r"sampler option 'eta' is not known for sampler\.name='heun'"),
-    ("heun", {"steps": 0, "karras_sigmas": True}, r"sampler\.steps=0"),
-    ("nope", {}, r"sampler\.name='nope' is not known; choose one of \['ddim', 'ddpm', 'dpmpp_2m', 'euler', 'heun'\]"),
-])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("euler", {"rho": 0.0}, r"sampler\.rho=0\.0"),
+        ("heun", {"s_churn": -1.0}, r"sampler\.s_churn=-1\.0"),
+        ("heun", {"s_noise": -0.5}, r"sampler\.s_noise=-0\.5"),
+        ("euler", {"s_tmin": 5.0, "s_tmax": 1.0}, r"sampler\.s_tmin=5\.0 must be <= sampler\.s_tmax=1\.0"),
+        (
+            "dpmpp_2m",
+            {"final_sigmas_type": "one"},
+            r"final_sigmas_type='one' is not known; choose one of \['zero', 'sigma_min'\]",
+        ),
+        (
+            "dpmpp_2m",
+            {"final_sigmas_type": "sigma_min", "timestep_spacing": "leading"},
+            r"final_sigmas_type='sigma_min'.*timestep_spacing='trailing'",
+        ),
+        (
+            "ddpm",
+            {"variance_type": "learned"},
+            r"variance_type='learned' is not known; choose one of \['fixed_small', 'fixed_large', 'learned_range'\]",
+        ),
+        ("heun", {"eta": 0.5}, r"sampler option 'eta' is not known for sampler\.name='heun'"),
+        ("heun", {"steps": 0, "karras_sigmas": True}, r"sampler\.steps=0"),
+        (
+            "nope",
+            {},
+            r"sampler\.name='nope' is not known; choose one of \['ddim', 'ddpm', 'dpmpp_2m', 'euler', 'heun'\]",
+        ),
+    ],
+)
 def test_bad_options_raise(schedule, name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_sampler(name, schedule=schedule, **{"steps": 10, **kwargs})

@@ -267,7 +267,9 @@ def test_prediction_types_give_the_same_ddim_output(schedule, prediction_type):
         np.testing.assert_allclose(out.double().numpy(), ref.double().numpy(), rtol=0, atol=atol)
 
 
-@pytest.mark.parametrize(("name", "kwargs"), [("ddim", {"steps": 20, "eta": 1.0}), ("ddpm", {"steps": 20, "variance_type": "fixed_large"})])
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("ddim", {"steps": 20, "eta": 1.0}), ("ddpm", {"steps": 20, "variance_type": "fixed_large"})]
+)
 @pytest.mark.parametrize("prediction_type", ["x0", "v"])
 def test_prediction_types_agree_for_stochastic_samplers(schedule, name, kwargs, prediction_type):
     sampler = make_sampler(name, schedule=schedule, **kwargs)
@@ -320,7 +322,9 @@ def _per_sample_run(schedule, name, kwargs, seeds):
     return sampler.sample(optimal_model(), x_T, generator=gens).numpy()
 
 
-@pytest.mark.parametrize(("name", "kwargs"), [("ddpm", {"steps": 100}), ("ddpm", {}), ("ddim", {"steps": 50, "eta": 1.0})])
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("ddpm", {"steps": 100}), ("ddpm", {}), ("ddim", {"steps": 50, "eta": 1.0})]
+)
 def test_per_sample_generators_are_batch_invariant(schedule, name, kwargs):
     seeds = list(range(64))
     full = _per_sample_run(schedule, name, kwargs, seeds)
@@ -335,7 +339,9 @@ def test_per_sample_generators_are_batch_invariant(schedule, name, kwargs):
     assert np.abs(full[0] - full[1]).min() > 1e-3
     sampler = make_sampler(name, schedule=schedule, **kwargs)
     x_T = torch.from_numpy(np.repeat(_x_T_for_seed(0), 2, axis=0))
-    pair = sampler.sample(optimal_model(), x_T, generator=[torch.Generator().manual_seed(0), torch.Generator().manual_seed(99)]).numpy()
+    pair = sampler.sample(
+        optimal_model(), x_T, generator=[torch.Generator().manual_seed(0), torch.Generator().manual_seed(99)]
+    ).numpy()
     np.testing.assert_allclose(pair[0], full[0], rtol=0, atol=1e-12)
     assert np.abs(pair[0] - pair[1]).min() > 1e-3
 

@@ -50,7 +50,10 @@ Z = 4.5
 # test_fast_samplers.py::test_nfe_with_merged_karras_levels and expected elsewhere.
 
 
-pytestmark = [pytest.mark.filterwarnings("ignore:sampler.karras_sigmas:UserWarning"), pytest.mark.usefixtures("one_thread")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:sampler.karras_sigmas:UserWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +152,7 @@ def test_quantile_function_inverts_the_cdf():
         np.testing.assert_allclose(mixture_cdf(mixture_quantile(u, ab), ab), u, atol=1e-12)
 
 
-# ------------------------------------------------------------------------------------------------ 1. ODE samplers, exact W2
+# ---------------------------------------------------------------------------------------- 1. ODE samplers, exact W2
 
 
 # (name, kwargs, steps, W2 tolerances). Tolerances ~1.3-1.5x the values measured (in the comments) and tighten with
@@ -168,7 +171,9 @@ ODE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "kwargs", "steps", "tols"), ODE_CASES, ids=lambda v: str(v) if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    ("name", "kwargs", "steps", "tols"), ODE_CASES, ids=lambda v: str(v) if isinstance(v, str) else None
+)
 def test_ode_samplers_w2_falls_with_steps(schedule, name, kwargs, steps, tols):
     w2 = np.array([w2_to_target(run_on_grid(schedule, name, 4000, steps=s, **kwargs)) for s in steps])
     assert np.all(np.diff(w2) < 0), w2
@@ -185,7 +190,7 @@ def test_second_order_samplers_beat_first_order_at_equal_cost(schedule):
     assert heun < ddim / 3 and dpm < ddim / 3, (ddim, heun, dpm)
 
 
-# ------------------------------------------------------------------------------------------------ 2. all samplers, random x_T
+# ---------------------------------------------------------------------------------------- 2. all samplers, random x_T
 
 
 def _mode_stats(x: np.ndarray) -> dict:
@@ -234,7 +239,9 @@ SAMPLE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "kwargs", "steps", "allow"), SAMPLE_CASES, ids=lambda v: str(v) if isinstance(v, (str, int)) else None)
+@pytest.mark.parametrize(
+    ("name", "kwargs", "steps", "allow"), SAMPLE_CASES, ids=lambda v: str(v) if isinstance(v, (str, int)) else None
+)
 def test_samples_match_the_mixture(schedule, name, kwargs, steps, allow):
     a_w, a_m, a_s, w2_tol = allow
     t0 = int(make_sampler(name, schedule=schedule, steps=steps, **kwargs).timesteps[0])

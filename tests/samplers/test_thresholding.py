@@ -68,7 +68,9 @@ def x_T(shape=(6, 3, 4, 4), seed: int = 1) -> torch.Tensor:
 def test_dynamic_threshold_matches_numpy(ratio, max_value, shape):
     g = torch.Generator().manual_seed(int(1000 * ratio + max_value) + len(shape))
     # per-sample scales from 0.2 (s clamps to 1: plain clipping, mostly a no-op) to 6 (s = the quantile)
-    scales = torch.logspace(np.log10(0.2), np.log10(6.0), shape[0], dtype=torch.float64).view(-1, *([1] * (len(shape) - 1)))
+    scales = torch.logspace(np.log10(0.2), np.log10(6.0), shape[0], dtype=torch.float64).view(
+        -1, *([1] * (len(shape) - 1))
+    )
     x = torch.randn(*shape, generator=g, dtype=torch.float64) * scales
     out = dynamic_threshold(x, ratio, max_value)
     np.testing.assert_allclose(out.numpy(), numpy_threshold(x.numpy(), ratio, max_value), rtol=0, atol=1e-14)
@@ -104,7 +106,9 @@ def test_dynamic_threshold_matches_diffusers_threshold_sample():
     x = x_T((5, 3, 6, 6)) * torch.tensor([0.3, 1.0, 2.0, 4.0, 9.0], dtype=torch.float64).view(-1, 1, 1, 1)
     for ratio, max_value in [(0.995, 1.0), (0.9, 3.0), (0.7, 10.0)]:
         ref = diffusers.DDPMScheduler(thresholding=True, dynamic_thresholding_ratio=ratio, sample_max_value=max_value)
-        np.testing.assert_allclose(dynamic_threshold(x, ratio, max_value).numpy(), ref._threshold_sample(x).numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            dynamic_threshold(x, ratio, max_value).numpy(), ref._threshold_sample(x).numpy(), rtol=0, atol=1e-12
+        )
 
 
 # ------------------------------------------------------------------------------------------------ inside the samplers
@@ -128,7 +132,9 @@ def test_x0_is_processed_and_eps_recomputed(schedule, name, options):
         x0, eps = sampler.predict_x0_eps(model, x, t, ab, "eps")
         raw_x0, _ = plain.predict_x0_eps(model, x, t, ab, "eps")
         if options.get("thresholding"):
-            expected = numpy_threshold(raw_x0.numpy(), options["dynamic_thresholding_ratio"], options["sample_max_value"])
+            expected = numpy_threshold(
+                raw_x0.numpy(), options["dynamic_thresholding_ratio"], options["sample_max_value"]
+            )
             bound = 1.0
         else:
             bound = options["clip_sample_range"]
@@ -148,8 +154,12 @@ def test_clipped_samplers_end_inside_the_range(schedule, name):
     x = x_T((16, 3, 4, 4))
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     raw = make_sampler(name, schedule=schedule, steps=12).sample(model, x, generator=g())
-    clipped = make_sampler(name, schedule=schedule, steps=12, clip_sample=True, clip_sample_range=0.8).sample(model, x, generator=g())
-    thresh = make_sampler(name, schedule=schedule, steps=12, thresholding=True, sample_max_value=2.0).sample(model, x, generator=g())
+    clipped = make_sampler(name, schedule=schedule, steps=12, clip_sample=True, clip_sample_range=0.8).sample(
+        model, x, generator=g()
+    )
+    thresh = make_sampler(name, schedule=schedule, steps=12, thresholding=True, sample_max_value=2.0).sample(
+        model, x, generator=g()
+    )
     assert raw.abs().max() > 1.5
     assert clipped.abs().max() <= 0.8 + 1e-12
     assert thresh.abs().max() <= 1.0 + 1e-12
@@ -157,14 +167,28 @@ def test_clipped_samplers_end_inside_the_range(schedule, name):
 
 def test_thresholding_takes_precedence_over_clipping(schedule):
     model = wild_model(schedule)
-    both = make_sampler("ddim", schedule=schedule, steps=10, clip_sample=True, clip_sample_range=0.3, thresholding=True, sample_max_value=2.0)
+    both = make_sampler(
+        "ddim",
+        schedule=schedule,
+        steps=10,
+        clip_sample=True,
+        clip_sample_range=0.3,
+        thresholding=True,
+        sample_max_value=2.0,
+    )
     only = make_sampler("ddim", schedule=schedule, steps=10, thresholding=True, sample_max_value=2.0)
     torch.testing.assert_close(both.sample(model, x_T()), only.sample(model, x_T()), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    ("clip_sample_range", 0.0), ("dynamic_thresholding_ratio", 0.0), ("dynamic_thresholding_ratio", 1.5), ("sample_max_value", 0.5),
-])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("clip_sample_range", 0.0),
+        ("dynamic_thresholding_ratio", 0.0),
+        ("dynamic_thresholding_ratio", 1.5),
+        ("sample_max_value", 0.5),
+    ],
+)
 def test_bad_options_raise_naming_them(schedule, option, value):
     for name in ALL:
         with pytest.raises(ValueError, match=rf"sampler\.{option}={value!r}"):
@@ -194,17 +218,30 @@ THRESH = {"thresholding": True, "dynamic_thresholding_ratio": 0.9, "sample_max_v
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-@pytest.mark.parametrize("options", [{"clip_sample": True, "clip_sample_range": 1.0}, {"clip_sample": True, "clip_sample_range": 0.7}, THRESH])
+@pytest.mark.parametrize(
+    "options",
+    [{"clip_sample": True, "clip_sample_range": 1.0}, {"clip_sample": True, "clip_sample_range": 0.7}, THRESH],
+)
 def test_ddim_with_clipping_matches_diffusers(eta, options):
     diffusers, schedule = _diffusers_schedule()
     model = wild_model(schedule)
     ours = make_sampler("ddim", schedule=schedule, steps=20, eta=eta, **options)
-    ref = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", set_alpha_to_one=True, steps_offset=0, **({"clip_sample": False} | options))
+    ref = diffusers.DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        set_alpha_to_one=True,
+        steps_offset=0,
+        **({"clip_sample": False} | options),
+    )
     ref.set_timesteps(20)
     a = ours.sample(model, x_T(), generator=torch.Generator().manual_seed(2))
-    b = _run(ref, model, x_T(), {"eta": eta, "generator": torch.Generator().manual_seed(2), "use_clipped_model_output": True})
+    b = _run(
+        ref, model, x_T(), {"eta": eta, "generator": torch.Generator().manual_seed(2), "use_clipped_model_output": True}
+    )
     assert _max_diff(a, b) < 1e-4, _max_diff(a, b)  # measured <= 1e-6
-    unclipped = make_sampler("ddim", schedule=schedule, steps=20, eta=eta).sample(model, x_T(), generator=torch.Generator().manual_seed(2))
+    unclipped = make_sampler("ddim", schedule=schedule, steps=20, eta=eta).sample(
+        model, x_T(), generator=torch.Generator().manual_seed(2)
+    )
     assert _max_diff(a, unclipped) > 0.1
 
 
@@ -213,7 +250,12 @@ def test_ddpm_with_clipping_matches_diffusers(options):
     diffusers, schedule = _diffusers_schedule()
     model = wild_model(schedule)
     ours = make_sampler("ddpm", schedule=schedule, steps=25, **options)
-    ref = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", timestep_spacing="leading", **({"clip_sample": False} | options))
+    ref = diffusers.DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        timestep_spacing="leading",
+        **({"clip_sample": False} | options),
+    )
     ref.set_timesteps(25)
     a = ours.sample(model, x_T(), generator=torch.Generator().manual_seed(2))
     b = _run(ref, model, x_T(), {"generator": torch.Generator().manual_seed(2)})

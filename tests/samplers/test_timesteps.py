@@ -14,9 +14,15 @@ from difflab.samplers import TIMESTEP_SPACINGS, make_sampler, select_timesteps
 
 
 def test_published_t1000_10_steps():
-    np.testing.assert_array_equal(select_timesteps(1000, 10, "leading"), [900, 800, 700, 600, 500, 400, 300, 200, 100, 0])
-    np.testing.assert_array_equal(select_timesteps(1000, 10, "linspace"), [999, 888, 777, 666, 555, 444, 333, 222, 111, 0])
-    np.testing.assert_array_equal(select_timesteps(1000, 10, "trailing"), [999, 899, 799, 699, 599, 499, 399, 299, 199, 99])
+    np.testing.assert_array_equal(
+        select_timesteps(1000, 10, "leading"), [900, 800, 700, 600, 500, 400, 300, 200, 100, 0]
+    )
+    np.testing.assert_array_equal(
+        select_timesteps(1000, 10, "linspace"), [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]
+    )
+    np.testing.assert_array_equal(
+        select_timesteps(1000, 10, "trailing"), [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]
+    )
 
 
 def test_default_is_leading():
@@ -72,7 +78,37 @@ def test_every_step_count_gives_valid_timesteps(T, spacing):
 def test_trailing_regression_cases():
     np.testing.assert_array_equal(
         select_timesteps(100, 29, "trailing"),
-        [99, 96, 92, 89, 85, 82, 78, 75, 71, 68, 65, 61, 58, 54, 51, 47, 44, 40, 37, 33, 30, 27, 23, 20, 16, 13, 9, 6, 2],
+        [
+            99,
+            96,
+            92,
+            89,
+            85,
+            82,
+            78,
+            75,
+            71,
+            68,
+            65,
+            61,
+            58,
+            54,
+            51,
+            47,
+            44,
+            40,
+            37,
+            33,
+            30,
+            27,
+            23,
+            20,
+            16,
+            13,
+            9,
+            6,
+            2,
+        ],
     )
     assert len(select_timesteps(1000, 61, "trailing")) == 61
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from difflab.utils.checks import check_int
+
 from .embeddings import ConditionEmbedding, SinusoidalTimeEmbedding
 
 __all__ = ["MLP"]
@@ -43,10 +45,9 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        if data_dim < 1 or hidden_dim < 1:
-            raise ValueError(f"backbone.data_dim and backbone.hidden_dim must be >= 1, got {data_dim} and {hidden_dim}")
-        if num_layers < 1:
-            raise ValueError(f"backbone.num_layers must be >= 1, got {num_layers}")
+        check_int("backbone.data_dim", data_dim, 1)
+        check_int("backbone.hidden_dim", hidden_dim, 1)
+        check_int("backbone.num_layers", num_layers, 1)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"backbone.dropout must be in [0, 1), got {dropout}")
         if num_classes is not None and num_classes < 1:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from difflab.utils.checks import check_int
+
 from .embeddings import ConditionEmbedding, SinusoidalTimeEmbedding
 
 __all__ = ["UNet", "count_parameters"]
@@ -233,8 +235,7 @@ def _validate(
         raise ValueError("backbone.channel_mults is empty; give at least one multiplier, e.g. [1, 2, 2, 2]")
     if any(m < 1 for m in channel_mults):
         raise ValueError(f"backbone.channel_mults={list(channel_mults)} must contain only integers >= 1")
-    if num_res_blocks < 1:
-        raise ValueError(f"backbone.num_res_blocks={num_res_blocks} must be >= 1")
+    check_int("backbone.num_res_blocks", num_res_blocks, 1)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"backbone.dropout={dropout} must be in [0, 1)")
     if num_classes is not None and num_classes < 1:

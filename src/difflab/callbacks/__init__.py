@@ -1,6 +1,8 @@
 """Lightning callbacks of difflab."""
 
-from difflab.callbacks.evaluation import BitsPerDim, Evaluation, best_checkpoint
+from difflab.callbacks.best_checkpoint import best_checkpoint, monitor_for
+from difflab.callbacks.periodic_scoring import PeriodicScoring
+from difflab.callbacks.progress import StepProgressBar
 from difflab.callbacks.samples import SampleGrid
 
-__all__ = ["BitsPerDim", "Evaluation", "SampleGrid", "best_checkpoint"]
+__all__ = ["PeriodicScoring", "SampleGrid", "StepProgressBar", "best_checkpoint", "monitor_for"]

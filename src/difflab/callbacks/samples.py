@@ -11,6 +11,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from difflab.callbacks.cadence import is_due
 from difflab.samplers import Sampler
+from difflab.utils.checks import check_int
 from difflab.utils.images import samples_to_image, save_samples_image
 from difflab.utils.logging import log_image
 
@@ -34,10 +35,8 @@ class SampleGrid(pl.Callback):
         class_label: int | str | None = "all",
         guidance_scale: float = 1.0,
     ) -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"callbacks.sample_grid.every_n_steps={every_n_steps!r} must be >= 1")
-        if num_samples < 1:
-            raise ValueError(f"callbacks.sample_grid.num_samples={num_samples!r} must be >= 1")
+        check_int("callbacks.sample_grid.every_n_steps", every_n_steps, 1)
+        check_int("callbacks.sample_grid.num_samples", num_samples, 1)
         self.dirpath = Path(dirpath)
         self.sampler_factory = sampler
         self.every_n_steps = every_n_steps

@@ -1,7 +1,7 @@
 """Datasets as LightningDataModules (embedded, procedural and real image data), with a resumable step-indexed
-training sampler."""
+training sampler; each states its data facts (shape, classes, quantisation levels) for the model."""
 
-from difflab.data.base import ArrayDataModule
+from difflab.data.base import ArrayDataModule, DataFacts, data_facts
 from difflab.data.digits import DigitsDataModule
 from difflab.data.image_folder import ImageFolderDataModule
 from difflab.data.images import ImageDataModule, UInt8ImageDataset
@@ -24,6 +24,7 @@ __all__ = [
     "DATAMODULES",
     "ArrayDataModule",
     "CIFAR10DataModule",
+    "DataFacts",
     "DigitsDataModule",
     "FashionMNISTDataModule",
     "ImageDataModule",
@@ -34,5 +35,6 @@ __all__ = [
     "StepBatch",
     "StepBatchSampler",
     "UInt8ImageDataset",
+    "data_facts",
     "draw_shapes",
 ]

@@ -1,7 +1,10 @@
-"""``ArrayDataModule``: a LightningDataModule over in-memory tensors with a resumable training order."""
+"""``ArrayDataModule``: a LightningDataModule over in-memory tensors with a resumable training order, and
+``DataFacts``: what a model must know of its data (shape, classes, quantisation), stated by the data module."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -9,27 +12,62 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from difflab.data.sampling import StepBatchSampler
+from difflab.utils.checks import check_int
 
-__all__ = ["ArrayDataModule", "check_fixed"]
-
-
-def _check_int(key: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"dataset.{key}={value!r} must be an integer >= {minimum}")
-    return value
+__all__ = ["ArrayDataModule", "DataFacts", "data_facts"]
 
 
-def check_fixed(key: str, value: Any, expected: Any, dataset: str) -> None:
-    """Reject a config key that must equal the dataset's fixed value (``None`` means "not given")."""
-    if value is not None and value != expected:
-        raise ValueError(f"dataset.{key}={value!r} but the {dataset} dataset has {key}={expected!r}")
+@dataclass(frozen=True)
+class DataFacts:
+    """What the model is built for: the shape of one data point (``[C, S, S]`` images, ``[D]`` vectors), the
+    number of classes of its labels (None: unlabelled) and the number of quantisation levels of its values (the
+    bins of the likelihood's discretised decoder; None: continuous data).
+
+    A data module states them (:func:`data_facts`); a run records them in its config as ``data:`` (see
+    :meth:`as_config`), so a checkpoint rebuilds its model without building the data.
+    """
+
+    shape: tuple[int, ...]
+    num_classes: int | None = None
+    num_bins: int | None = None
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.shape)
+        if not shape:
+            raise ValueError("data.shape=[] must be a non-empty list of positive integers")
+        for dim in shape:
+            check_int("data.shape", dim, 1)
+        if self.num_classes is not None:
+            check_int("data.num_classes", self.num_classes, 1)
+        if self.num_bins is not None:
+            check_int("data.num_bins", self.num_bins, 2)
+        object.__setattr__(self, "shape", shape)
+
+    def as_config(self) -> dict[str, Any]:
+        """``{shape: [...], num_classes: ..., num_bins: ...}``: the ``data`` entry of a run config."""
+        return {"shape": list(self.shape), "num_classes": self.num_classes, "num_bins": self.num_bins}
+
+    @classmethod
+    def from_config(cls, node: Mapping[str, Any]) -> DataFacts:
+        """The inverse of :meth:`as_config`."""
+        return cls(tuple(node["shape"]), node.get("num_classes"), node.get("num_bins"))
+
+
+def data_facts(data: Any) -> DataFacts:
+    """The :class:`DataFacts` of a data module (anything with ``data_shape``, ``num_classes`` and ``num_bins``);
+    a ``DataFacts`` is returned as it is."""
+    if isinstance(data, DataFacts):
+        return data
+    return DataFacts(tuple(data.data_shape), getattr(data, "num_classes", None), getattr(data, "num_bins", None))
 
 
 class ArrayDataModule(pl.LightningDataModule):
     """In-memory (x, y) datasets; training batches come from an infinite :class:`StepBatchSampler`.
 
-    Subclasses set ``name``, ``data_shape`` and ``num_classes`` and implement :meth:`build`. Training batch
-    ``s`` depends only on (``seed``, ``s``, rank, world size); ``train_dataloader`` starts at
+    Subclasses set ``name`` and the data facts ``data_shape``, ``num_classes`` (None: unlabelled) and ``num_bins``
+    (quantisation levels; None: continuous), and implement :meth:`build`. The facts are stated here only: the
+    config holds what a user chooses, and the model is sized from :func:`data_facts`. Training batch ``s``
+    depends only on (``seed``, ``s``, rank, world size); ``train_dataloader`` starts at
     ``trainer.global_step * trainer.accumulate_grad_batches``, so resuming from a checkpoint continues the
     exact data order (Lightning 2.6 restores the loop state before it requests the train dataloader; keep
     ``max_epochs=-1`` so ``trainer.estimated_stepping_batches`` never loads it earlier). The training loader
@@ -46,7 +84,8 @@ class ArrayDataModule(pl.LightningDataModule):
 
     name: str = "array"
     data_shape: tuple[int, ...]
-    num_classes: int
+    num_classes: int | None = None
+    num_bins: int | None = None
     batches_carry_step: bool = False  # True: the training sampler yields StepBatch (datasets with per-step augmentation)
 
     def __init__(
@@ -61,14 +100,15 @@ class ArrayDataModule(pl.LightningDataModule):
         prefetch_factor: int | None = None,
     ) -> None:
         super().__init__()
-        check_fixed("name", name, self.name, self.name)
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.val_batch_size = None if val_batch_size is None else _check_int("val_batch_size", val_batch_size, 1)
-        self.num_workers = _check_int("num_workers", num_workers, 0)
+        if name is not None and name != self.name:
+            raise ValueError(f"dataset.name={name!r} but this data module is {self.name!r}")
+        self.batch_size = check_int("dataset.batch_size", batch_size, 1)
+        self.val_batch_size = None if val_batch_size is None else check_int("dataset.val_batch_size", val_batch_size, 1)
+        self.num_workers = check_int("dataset.num_workers", num_workers, 0)
         self.seed = int(seed)
         self.pin_memory = bool(pin_memory)
         self.persistent_workers = None if persistent_workers is None else bool(persistent_workers)
-        self.prefetch_factor = None if prefetch_factor is None else _check_int("prefetch_factor", prefetch_factor, 1)
+        self.prefetch_factor = None if prefetch_factor is None else check_int("dataset.prefetch_factor", prefetch_factor, 1)
         self.train_dataset: TensorDataset | None = None
         self.val_dataset: TensorDataset | None = None
 

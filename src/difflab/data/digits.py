@@ -10,7 +10,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import TensorDataset
 
-from difflab.data.base import ArrayDataModule, check_fixed
+from difflab.data.base import ArrayDataModule
+from difflab.utils.checks import check_int
 
 __all__ = ["DigitsDataModule", "DIGITS_NUM_VAL", "DIGITS_SPLIT_SEED"]
 
@@ -23,31 +24,18 @@ class DigitsDataModule(ArrayDataModule):
 
     Fixed stratified split: ``train_test_split(X, y, test_size=360, stratify=y, random_state=0)``.
     With ``image_size != 8`` images are resized (bilinear, antialiased) and clamped to [-1, 1].
+    One channel, 10 classes; the pixel values 0..16 are 17 levels (``num_bins``, the likelihood's decoder).
     """
 
     name = "digits"
     channels = 1
     num_classes = 10
+    num_bins = 17
 
-    def __init__(
-        self,
-        image_size: int = 8,
-        channels: int | None = None,
-        num_classes: int | None = None,
-        data_dim: None = None,
-        num_bins: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """``kwargs`` go to :class:`ArrayDataModule`; channels/num_classes/data_dim/num_bins are checked only
-        (the pixel values 0..16 are 17 levels; the likelihood's decoder needs it)."""
+    def __init__(self, image_size: int = 8, **kwargs: Any) -> None:
+        """``kwargs`` go to :class:`ArrayDataModule`."""
         super().__init__(**kwargs)
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
-            raise ValueError(f"dataset.image_size={image_size!r} must be an integer >= 4 (the digits are 8x8)")
-        check_fixed("channels", channels, 1, self.name)
-        check_fixed("num_classes", num_classes, 10, self.name)
-        check_fixed("data_dim", data_dim, None, self.name)
-        check_fixed("num_bins", num_bins, 17, self.name)
-        self.image_size = image_size
+        self.image_size = check_int("dataset.image_size", image_size, 4, note="the digits are 8x8")
 
     @property
     def data_shape(self) -> tuple[int, int, int]:

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from difflab.data.images import ImageDataModule
+from difflab.utils.checks import check_int
 
 __all__ = ["ImageFolderDataModule", "decode_image", "scan_folder"]
 
@@ -65,8 +66,8 @@ class ImageFolderDataModule(ImageDataModule):
 
     Files that cannot be decoded as images are skipped and counted in one warning, or with ``strict`` the
     first one stops the run. A fixed ``val_fraction`` of the images (chosen with ``split_seed``, independent of
-    the training seed) is held out as the val split. ``num_classes``: null accepts what the folder has; a number
-    must match the count of class subfolders (set it for class-conditional training).
+    the training seed) is held out as the val split. ``num_classes`` is the number of class subfolders (None for
+    a flat folder: unlabelled); ``channels`` (1 or 3) and ``image_size`` are chosen.
     """
 
     name = "image_folder"
@@ -76,7 +77,6 @@ class ImageFolderDataModule(ImageDataModule):
         root: str | None = None,
         image_size: int = 32,
         channels: int = 3,
-        num_classes: int | None = None,
         hflip: bool = False,
         strict: bool = False,
         val_fraction: float = 0.05,
@@ -87,8 +87,7 @@ class ImageFolderDataModule(ImageDataModule):
         super().__init__(hflip=hflip, **kwargs)
         if root is None or not isinstance(root, (str, os.PathLike)) or not str(root):
             raise ValueError(f"dataset.root={root!r}: set dataset.root=/path/to/images (a folder of images or of class subfolders)")
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
-            raise ValueError(f"dataset.image_size={image_size!r} must be an integer >= 4")
+        check_int("dataset.image_size", image_size, 4)
         if channels not in (1, 3) or isinstance(channels, bool):
             raise ValueError(f"dataset.channels={channels!r} must be 1 (grayscale, mode L) or 3 (RGB)")
         if not isinstance(strict, bool):
@@ -104,11 +103,6 @@ class ImageFolderDataModule(ImageDataModule):
         if not files:
             raise FileNotFoundError(f"dataset.root={str(self.root)!r} holds no files (an image folder needs images, or class subfolders of images)")
         self.num_classes = len(self.classes) or None
-        if num_classes is not None and num_classes != self.num_classes:
-            raise ValueError(
-                f"dataset.num_classes={num_classes!r} but {self.root} has {self.num_classes or 'no'} class subfolders"
-                + (f" ({', '.join(self.classes)})" if self.classes else "")
-            )
         self.images, self.labels, self.skipped = self.decode_all(files)
         if loose:
             warnings.warn(

@@ -7,13 +7,12 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from difflab.data.base import ArrayDataModule, check_fixed
+from difflab.data.base import ArrayDataModule
 from difflab.data.sampling import StepBatch
+from difflab.utils.seeding import Stream, derive_seed
 
 __all__ = ["ImageDataModule", "UInt8ImageDataset", "flip_mask", "to_unit_range"]
 
-_FLIP_SALT = 0x5F1F  # separates the flip stream from every other seed derived from (seed, step, rank)
-_SEED_MOD = 2**63
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
@@ -26,8 +25,7 @@ def flip_mask(seed: int, step: int, rank: int, size: int) -> torch.Tensor:
 
     A pure function of (seed, step, rank, position): no global RNG state is read or changed.
     """
-    mixed = ((seed * 1_000_003 + step) * 8_191 + rank) * 131 + _FLIP_SALT
-    generator = torch.Generator().manual_seed(mixed % _SEED_MOD)
+    generator = torch.Generator().manual_seed(derive_seed(seed, Stream.FLIP, step, rank))
     return torch.rand(size, generator=generator) < 0.5
 
 
@@ -76,19 +74,19 @@ class ImageDataModule(ArrayDataModule):
 
     ``hflip``: mirror each training image with probability 1/2, decided by (seed, step, rank, position) so a
     resumed run sees the same batches. Validation batches and ``real_samples`` are never flipped.
+    Subclasses set ``channels`` and ``image_size`` (the shape ``[channels, image_size, image_size]``) and
+    ``num_classes``; 8-bit pixels are 256 levels (``num_bins``).
     """
 
     batches_carry_step = True
     channels: int
     image_size: int
-    num_classes: int | None
+    num_bins = 256
 
-    def __init__(self, hflip: bool = False, data_dim: None = None, num_bins: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, hflip: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(hflip, bool):
             raise ValueError(f"dataset.hflip={hflip!r} must be true or false")
-        check_fixed("data_dim", data_dim, None, self.name)
-        check_fixed("num_bins", num_bins, 256, self.name)
         self.hflip = hflip
 
     @property

@@ -8,7 +8,8 @@ import torch
 from sklearn.datasets import make_moons
 from torch.utils.data import TensorDataset
 
-from difflab.data.base import ArrayDataModule, check_fixed
+from difflab.data.base import ArrayDataModule
+from difflab.utils.checks import check_int
 
 __all__ = ["MoonsDataModule"]
 
@@ -25,11 +26,13 @@ class MoonsDataModule(ArrayDataModule):
 
     The last ``round(val_fraction * num_samples)`` points (make_moons shuffles them) form the val split.
     The data set depends on ``data_seed`` only, not on the training ``seed`` (which orders the batches).
+    Continuous points (no ``num_bins``), 2 classes.
     """
 
     name = "moons"
     data_shape = (2,)
     num_classes = 2
+    num_bins = None
 
     def __init__(
         self,
@@ -37,20 +40,11 @@ class MoonsDataModule(ArrayDataModule):
         noise: float = 0.05,
         val_fraction: float = 0.1,
         data_seed: int = 0,
-        data_dim: int | None = 2,
-        channels: None = None,
-        image_size: None = None,
-        num_classes: int | None = None,
         **kwargs: Any,
     ) -> None:
-        """``kwargs`` go to :class:`ArrayDataModule`; data_dim/channels/image_size/num_classes are checked only."""
+        """``kwargs`` go to :class:`ArrayDataModule`."""
         super().__init__(**kwargs)
-        check_fixed("data_dim", data_dim, 2, self.name)
-        check_fixed("channels", channels, None, self.name)
-        check_fixed("image_size", image_size, None, self.name)
-        check_fixed("num_classes", num_classes, 2, self.name)
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-            raise ValueError(f"dataset.num_samples={num_samples!r} must be an integer >= 2")
+        check_int("dataset.num_samples", num_samples, 2)
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"dataset.val_fraction={val_fraction} must be in [0, 1)")
         if noise < 0:

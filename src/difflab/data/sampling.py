@@ -7,10 +7,10 @@ from typing import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from difflab.utils.seeding import Stream, derive_seed
+
 __all__ = ["StepBatch", "StepBatchSampler"]
 
-_SEED_MULT = 1_000_003
-_SEED_MOD = 2**63
 
 
 class StepBatch(list):
@@ -33,7 +33,7 @@ class StepBatchSampler(Sampler[list[int]]):
     """Yield batches of dataset indices forever, starting at ``start_step``.
 
     Global step ``s`` draws ``batch_size * world_size`` indices: chunk ``s % steps_per_epoch`` of epoch
-    ``s // steps_per_epoch``'s permutation (seeded by ``seed * 1_000_003 + epoch``, the same on every rank);
+    ``s // steps_per_epoch``'s permutation (seeded by ``derive_seed(seed, Stream.DATA_ORDER, epoch)``, the same on every rank);
     rank ``r`` takes the ``r``-th contiguous block of ``batch_size`` indices of that chunk. The remainder
     ``num_items % (batch_size * world_size)`` of each epoch's permutation is dropped.
 
@@ -80,7 +80,7 @@ class StepBatchSampler(Sampler[list[int]]):
         """The index order of ``epoch`` (a permutation of ``range(num_items)``; identity without shuffle)."""
         if not self.shuffle:
             return torch.arange(self.num_items)
-        g = torch.Generator().manual_seed((self.seed * _SEED_MULT + epoch) % _SEED_MOD)
+        g = torch.Generator().manual_seed(derive_seed(self.seed, Stream.DATA_ORDER, epoch))
         return torch.randperm(self.num_items, generator=g)
 
     def batch_at(self, step: int, order: torch.Tensor | None = None) -> list[int]:

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch.utils.data import TensorDataset
 
-from difflab.data.base import ArrayDataModule, check_fixed
+from difflab.data.base import ArrayDataModule
+from difflab.utils.checks import check_int
 
 __all__ = ["ShapesDataModule", "draw_shapes"]
 
@@ -56,10 +57,12 @@ class ShapesDataModule(ArrayDataModule):
     """``num_samples`` circle/square images (exactly balanced labels), the last ``round(val_fraction * N)`` val.
 
     The images depend only on ``data_seed`` (and the size arguments), never on the training ``seed``.
+    2 classes; the anti-aliased edges take any value in [-1, 1] (continuous: no ``num_bins``).
     """
 
     name = "shapes"
     num_classes = 2
+    num_bins = None
 
     def __init__(
         self,
@@ -68,22 +71,16 @@ class ShapesDataModule(ArrayDataModule):
         val_fraction: float = 0.1,
         channels: int = 1,
         data_seed: int = 0,
-        num_classes: int | None = None,
-        data_dim: None = None,
         **kwargs: Any,
     ) -> None:
-        """``kwargs`` go to :class:`ArrayDataModule`; num_classes/data_dim are checked only."""
+        """``kwargs`` go to :class:`ArrayDataModule`."""
         super().__init__(**kwargs)
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-            raise ValueError(f"dataset.image_size={image_size!r} must be an integer >= 8")
+        check_int("dataset.image_size", image_size, 8)
         if channels not in (1, 3) or isinstance(channels, bool):
             raise ValueError(f"dataset.channels={channels!r} must be 1 (white shapes) or 3 (coloured shapes)")
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-            raise ValueError(f"dataset.num_samples={num_samples!r} must be an integer >= 2")
+        check_int("dataset.num_samples", num_samples, 2)
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"dataset.val_fraction={val_fraction} must be in [0, 1)")
-        check_fixed("num_classes", num_classes, 2, self.name)
-        check_fixed("data_dim", data_dim, None, self.name)
         self.num_val = round(val_fraction * num_samples)
         if num_samples - self.num_val < 1:
             raise ValueError(f"dataset.num_samples={num_samples} leaves no training images")

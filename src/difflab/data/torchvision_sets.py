@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torchvision import datasets as tv
 from torchvision.datasets.utils import check_integrity
 
-from difflab.data.base import check_fixed
 from difflab.data.images import ImageDataModule
+from difflab.utils.checks import check_int
 
 __all__ = ["MNISTDataModule", "FashionMNISTDataModule", "CIFAR10DataModule", "DOWNLOAD_HOSTS", "PROBE_TIMEOUT", "host_reachable"]
 
@@ -66,39 +66,22 @@ class _CIFAR10(tv.CIFAR10):
 
 
 class _TorchvisionDataModule(ImageDataModule):
-    """Common part: ``root``/``download`` handling, the fixed shapes, torchvision's train/test split (test -> val)."""
+    """Common part: ``root``/``download`` handling, torchvision's train/test split (test -> val), 10 classes.
+    Subclasses set ``channels`` and ``image_size`` (a class attribute, or chosen in their constructor)."""
 
-    native_size: int
     file_note = ""  # how the files come, added to the error for missing files
-    default_size: int  # the image_size when none is given (the config files' default)
     num_classes = 10
 
-    def __init__(
-        self,
-        root: str = "data",
-        download: bool = True,
-        hflip: bool = False,
-        image_size: int | None = None,
-        channels: int | None = None,
-        num_classes: int | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, root: str = "data", download: bool = True, hflip: bool = False, **kwargs: Any) -> None:
         """``kwargs`` go to :class:`ImageDataModule` (batch_size, num_workers, seed, hflip, ...)."""
         super().__init__(hflip=hflip, **kwargs)
-        check_fixed("channels", channels, self.channels, self.name)
-        check_fixed("num_classes", num_classes, self.num_classes, self.name)
         if not isinstance(download, bool):
             raise ValueError(f"dataset.download={download!r} must be true or false")
         if not root or not isinstance(root, (str, os.PathLike)):
             raise ValueError(f"dataset.root={root!r} must be a directory path")
-        self.image_size = self.check_image_size(self.default_size if image_size is None else image_size)
         self.root = Path(root).expanduser()
         self.download = download
         self.ensure_files()
-
-    def check_image_size(self, image_size: Any) -> int:
-        check_fixed("image_size", image_size, self.native_size, self.name)
-        return image_size
 
     # -- files -----------------------------------------------------------------------------------------------
     def folder(self) -> Path:
@@ -162,17 +145,14 @@ class MNISTDataModule(_TorchvisionDataModule):
     name = "mnist"
     channels = 1
     native_size = 28
-    default_size = 32
     file_note = " (the IDX files unpacked from the .gz archives)"
     torchvision_class: type[tv.MNIST] = tv.MNIST
 
-    def check_image_size(self, image_size: Any) -> int:
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < self.native_size:
-            raise ValueError(
-                f"dataset.image_size={image_size!r} must be an integer >= {self.native_size} "
-                f"(larger sizes pad the {self.native_size}x{self.native_size} {self.name} images with background)"
-            )
-        return image_size
+    def __init__(self, image_size: int = 32, **kwargs: Any) -> None:
+        """``image_size`` >= 28 (checked before any file is read); ``kwargs`` go to the common part (root, download, ...)."""
+        self.image_size = check_int("dataset.image_size", image_size, self.native_size,
+                                    note=f"larger sizes pad the {self.native_size}x{self.native_size} {self.name} images with background")
+        super().__init__(**kwargs)
 
     def folder(self) -> Path:
         return self.root / self.torchvision_class.__name__ / "raw"
@@ -217,8 +197,7 @@ class CIFAR10DataModule(_TorchvisionDataModule):
 
     name = "cifar10"
     channels = 3
-    native_size = 32
-    default_size = 32
+    image_size = 32
     file_note = " (unpacked from cifar-10-python.tar.gz)"
 
     def __init__(self, verify_md5: bool = True, **kwargs: Any) -> None:

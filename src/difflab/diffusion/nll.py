@@ -11,15 +11,8 @@ Timesteps use the code's 0-based convention (``t = 0`` is the paper's t = 1): th
 KL between the Gaussians over x_{t-1} given x_t, and index 0 is the decoder. Every term is reported in bits per
 dimension: the mean over the data dimensions divided by log 2.
 
-The model's reverse step is p(x_{t-1} | x_t) = N(mu, Sigma) with mu the posterior mean at the network's x0 (from
-whatever it predicts: eps, x0 or v) and Sigma one of (``variance_type``):
-
-    fixed_small    Sigma_t = beta~_t   (log clipped at beta~ of index 1, as ``GaussianDiffusion`` does)
-    fixed_large    Sigma_t = beta_t for t >= 1, and beta~ of index 1 at t = 0 (improved-diffusion's choice,
-                   which gives the decoder a sensible variance; Ho et al. used beta_0 there)
-    learned_range  log Sigma_t = frac log beta_t + (1 - frac) log beta~_t (clipped), frac = (v + 1) / 2, with v the
-                   network's extra output channels (Nichol & Dhariwal 2021, eq. 15). v is not clamped: values
-                   outside [-1, 1] extrapolate, as in improved-diffusion.
+The model's reverse step p(x_{t-1} | x_t) = N(mu, Sigma) and its variance types (fixed_small, fixed_large,
+learned_range) are those of ``reverse.py``, on the full chain (``GaussianDiffusion.reverse``).
 
 Pure tensor code: no Lightning or Hydra.
 """
@@ -32,31 +25,21 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from difflab.diffusion.parameterization import check_prediction_type, to_x0_eps
+from difflab.diffusion.parameterization import check_prediction_type
 from difflab.diffusion.process import GaussianDiffusion
+from difflab.diffusion.reverse import check_variance_type, split_output
 
 __all__ = [
-    "VARIANCE_TYPES",
     "normal_kl",
     "discretized_gaussian_log_likelihood",
     "mean_flat",
     "prior_bpd",
-    "split_output",
-    "model_log_variance",
-    "p_mean_log_variance",
     "vlb_term_bpd",
     "vlb_terms",
     "bits_per_dim",
 ]
 
-VARIANCE_TYPES = ("fixed_small", "fixed_large", "learned_range")
 LOG2 = math.log(2.0)
-
-
-def _check_variance_type(variance_type: str) -> str:
-    if variance_type not in VARIANCE_TYPES:
-        raise ValueError(f"variance_type={variance_type!r} is not known; choose one of {list(VARIANCE_TYPES)}")
-    return variance_type
 
 
 def mean_flat(x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +61,8 @@ def _log_ndtr_diff(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     """log(Phi(hi) - Phi(lo)) for lo < hi without cancellation in either tail.
 
     Both-upper-tail intervals are reflected (Phi(hi) - Phi(lo) = Phi(-lo) - Phi(-hi)) so the difference is always
-    taken on the side where Phi is small; then log(Phi(b) - Phi(a)) = log Phi(b) + log(1 - exp(log Phi(a) - log Phi(b))).
+    taken on the side where Phi is small; then
+    log(Phi(b) - Phi(a)) = log Phi(b) + log(1 - exp(log Phi(a) - log Phi(b))).
     When the interval is so narrow that the two log-CDFs would cancel (width below 1e-5 in float64, 1e-2 in lower
     precision), the midpoint rule with its second-order correction,
     log(phi(mid) w) + log1p(w^2 (mid^2 - 1) / 24) for w = hi - lo, is used instead (relative error O(w^4 mid^4)).
@@ -119,7 +103,8 @@ def discretized_gaussian_log_likelihood(
     log_cdf_upper = torch.special.log_ndtr(upper)  # first bin: P(X <= x + h)
     log_sf_lower = torch.special.log_ndtr(-lower)  # last bin: P(X >= x - h)
     first, last = x < -1.0 + half, x > 1.0 - half
-    # For the edge elements the interior branch is evaluated on a dummy unit interval, so it (and its gradient) stays finite.
+    # For the edge elements the interior branch is evaluated on a dummy unit interval, so it (and its gradient)
+    # stays finite.
     lo = torch.where(first | last, torch.zeros_like(lower), lower)
     hi = torch.where(first | last, torch.ones_like(upper), upper)
     log_mid = _log_ndtr_diff(lo, hi)
@@ -133,67 +118,6 @@ def prior_bpd(diffusion: GaussianDiffusion, x0: torch.Tensor) -> torch.Tensor:
     mean, var = diffusion.q_mean_variance(x0, t)
     kl = normal_kl(mean, torch.log(var), torch.zeros_like(mean), torch.zeros_like(mean))
     return mean_flat(kl) / LOG2
-
-
-def split_output(output: torch.Tensor, learn_variance: bool, like: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(prediction, variance values) from a network output. With ``learn_variance`` the output has 2C channels along
-    dim 1 ([B, 2C, H, W] for images, [B, 2D] for flat data): the first C are the prediction, the last C the
-    learned-range values v. With ``like`` (x_t or x0), the shapes are checked against it."""
-    if not learn_variance:
-        if like is not None and output.shape != like.shape:
-            raise ValueError(f"the network output has shape {tuple(output.shape)}, expected the data's shape {tuple(like.shape)}")
-        return output, None
-    if output.ndim < 2 or output.shape[1] % 2:
-        raise ValueError(
-            f"learn_variance=True needs a network output with 2C channels along dim 1 (prediction and variance); got shape "
-            f"{tuple(output.shape)} (size the backbone with objective.output_channels_factor)"
-        )
-    pred, values = output.chunk(2, dim=1)
-    if like is not None and pred.shape != like.shape:
-        raise ValueError(
-            f"learn_variance=True: the network output has shape {tuple(output.shape)}, but data of shape {tuple(like.shape)} "
-            f"needs {2 * like.shape[1]} channels along dim 1 (size the backbone with objective.output_channels_factor)"
-        )
-    return pred, values
-
-
-def model_log_variance(
-    diffusion: GaussianDiffusion, t: torch.Tensor, like: torch.Tensor, variance_type: str, var_values: torch.Tensor | None = None
-) -> torch.Tensor:
-    """log Sigma_t of the model's reverse step, broadcastable against ``like`` (see the module docstring)."""
-    _check_variance_type(variance_type)
-    clipped = diffusion.posterior_log_variance_clipped
-    if variance_type == "fixed_small":
-        return diffusion.gather(clipped, t, like)
-    log_betas = torch.log(diffusion.schedule.betas)
-    if variance_type == "fixed_large":
-        return diffusion.gather(torch.cat([clipped[1:2], log_betas[1:]]), t, like)
-    if var_values is None:
-        raise ValueError("variance_type='learned_range' needs the network's variance outputs")
-    frac = (var_values.to(like.dtype) + 1.0) / 2.0
-    return frac * diffusion.gather(log_betas, t, like) + (1.0 - frac) * diffusion.gather(clipped, t, like)
-
-
-def p_mean_log_variance(
-    diffusion: GaussianDiffusion,
-    prediction: torch.Tensor,
-    x_t: torch.Tensor,
-    t: torch.Tensor,
-    prediction_type: str,
-    variance_type: str = "fixed_small",
-    var_values: torch.Tensor | None = None,
-    clip_denoised: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mean, log-variance and predicted x0 of the model's p(x_{t-1} | x_t), in x_t's dtype.
-
-    The mean is the posterior mean of q(x_{t-1} | x_t, x0) at the predicted x0 (clamped to [-1, 1] when
-    ``clip_denoised``); ``prediction`` holds the prediction channels only (see ``split_output``).
-    """
-    x0_hat, _ = to_x0_eps(prediction.to(x_t.dtype), x_t, diffusion.alpha_bar(t), prediction_type)
-    if clip_denoised:
-        x0_hat = x0_hat.clamp(-1.0, 1.0)
-    mean, _, _ = diffusion.q_posterior(x0_hat, x_t, t)
-    return mean, model_log_variance(diffusion, t, x_t, variance_type, var_values), x0_hat
 
 
 def vlb_term_bpd(
@@ -274,7 +198,7 @@ def vlb_terms(
     ``kl_bpd`` (the sum of the KL terms over t = 1..T-1, or its estimate) and ``total_bpd`` = prior + decoder + kl.
     """
     check_prediction_type(prediction_type)
-    variance_type = "learned_range" if learn_variance else _check_variance_type(variance_type)
+    variance_type = "learned_range" if learn_variance else check_variance_type(variance_type)
     if variance_type == "learned_range" and not learn_variance:
         raise ValueError("variance_type='learned_range' needs learn_variance=True")
     T = diffusion.num_timesteps
@@ -291,17 +215,19 @@ def vlb_terms(
             t = torch.randint(first, stop, (B,), generator=generator, device=device)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=device)
         x_t = diffusion.q_sample(x0, t, noise)
-        pred, values = split_output(model_fn(x_t, t), learn_variance, x0)
+        pred, values = split_output(model_fn(x_t, t), x0, learn_variance)
         x_t = x_t.to(dtype)
-        mean, log_var, _ = p_mean_log_variance(
-            diffusion, pred.to(dtype), x_t, t, prediction_type, variance_type, None if values is None else values.to(dtype), clip_denoised
+        values = None if values is None else values.to(dtype)
+        mean, log_var, _ = diffusion.reverse.p_mean_log_variance(
+            pred.to(dtype), x_t, t, prediction_type, variance_type, values, clip_denoised
         )
         term = vlb_term_bpd(diffusion, x0_eval, x_t, t, mean, log_var, num_bins)
         terms[rows, t] = term
         kl = kl + weight * term
     prior = prior_bpd(diffusion, x0_eval)
     decoder = terms[:, 0]
-    return {"terms_bpd": terms, "prior_bpd": prior, "decoder_bpd": decoder, "kl_bpd": kl, "total_bpd": prior + decoder + kl}
+    total = prior + decoder + kl
+    return {"terms_bpd": terms, "prior_bpd": prior, "decoder_bpd": decoder, "kl_bpd": kl, "total_bpd": total}
 
 
 def _check_on_grid(x: torch.Tensor, num_bins: int) -> None:
@@ -310,7 +236,8 @@ def _check_on_grid(x: torch.Tensor, num_bins: int) -> None:
     if x.numel() and (x.min().item() < -1.0 - 1e-6 or x.max().item() > 1.0 + 1e-6 or off > 1e-3):
         raise ValueError(
             f"bits/dim needs data on the {num_bins}-level grid -1 + 2k/{num_bins - 1} in [-1, 1]; got values in "
-            f"[{x.min().item():.4g}, {x.max().item():.4g}] up to {off:.3g} bins off the grid. Pass num_bins to match the "
+            f"[{x.min().item():.4g}, {x.max().item():.4g}] up to {off:.3g} bins off the grid. "
+            "Pass num_bins to match the "
             "data's quantisation (256 for 8-bit images, 17 for sklearn digits), or check_grid=False to score anyway."
         )
 
@@ -361,7 +288,10 @@ def bits_per_dim(
             fn = lambda x_t, t, _y=y: model_fn(x_t, t, _y)  # noqa: E731
         else:
             fn = model_fn
-        out = vlb_terms(fn, diffusion, x, prediction_type, learn_variance, variance_type, timesteps, stride, clip_denoised, num_bins, generator)
+        out = vlb_terms(
+            fn, diffusion, x, prediction_type, learn_variance, variance_type, timesteps, stride, clip_denoised,
+            num_bins, generator,
+        )
         totals.append(out["total_bpd"].cpu())
         for key in sums:
             sums[key] = sums[key] + out[key].sum().item()

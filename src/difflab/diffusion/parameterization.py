@@ -19,7 +19,9 @@ __all__ = ["PREDICTION_TYPES", "check_prediction_type", "to_x0_eps", "target_for
 def check_prediction_type(prediction_type: str) -> str:
     """Return ``prediction_type`` or raise a ValueError naming the accepted values."""
     if prediction_type not in PREDICTION_TYPES:
-        raise ValueError(f"objective.prediction_type={prediction_type!r} is not known; choose one of {list(PREDICTION_TYPES)}")
+        raise ValueError(
+            f"objective.prediction_type={prediction_type!r} is not known; choose one of {list(PREDICTION_TYPES)}"
+        )
     return prediction_type
 
 

@@ -4,14 +4,15 @@ Forward marginal (eq. 4):   q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)
 Posterior (eqs. 6-7):       q(x_{t-1} | x_t, x_0) = N(mu~_t, beta~_t I) with
     mu~_t   = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t
     beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t
-All coefficients are computed in float64 from the schedule and cast to the data's dtype where used.
+All coefficients are computed in float64 from the schedule and cast to the data's dtype where used. The posterior
+(and the model's reverse step built on it) is ``reverse.ReverseProcess`` over all T steps: ``self.reverse``.
 """
 
 from __future__ import annotations
 
 import torch
 
-from difflab.diffusion.parameterization import broadcast_to
+from difflab.diffusion.reverse import ReverseProcess, gather
 from difflab.diffusion.schedules import NoiseSchedule
 
 __all__ = ["GaussianDiffusion"]
@@ -22,14 +23,8 @@ class GaussianDiffusion:
 
     def __init__(self, schedule: NoiseSchedule) -> None:
         self.schedule = schedule
-        ab, ab_prev, betas = schedule.alphas_cumprod, schedule.alphas_cumprod_prev, schedule.betas
-        self.posterior_variance = betas * (1.0 - ab_prev) / (1.0 - ab)
-        # beta~_0 = 0; improved-diffusion clips the log at beta~_1 so it stays finite.
-        self.posterior_log_variance_clipped = torch.log(
-            torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]])
-        )
-        self.posterior_mean_coef_x0 = betas * ab_prev.sqrt() / (1.0 - ab)
-        self.posterior_mean_coef_xt = (1.0 - ab_prev) * schedule.alphas.sqrt() / (1.0 - ab)
+        # The posterior q(x_{t-1} | x_t, x0) and the model's reverse step over all T steps (see reverse.py).
+        self.reverse = ReverseProcess(schedule.alphas_cumprod, schedule.betas)
 
     @property
     def num_timesteps(self) -> int:
@@ -38,9 +33,8 @@ class GaussianDiffusion:
 
     @staticmethod
     def gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """values[t] reshaped to broadcast against ``like`` and cast to its dtype and device."""
-        out = values.to(t.device)[t]
-        return broadcast_to(out, like).to(like.dtype)
+        """values[t] reshaped to broadcast against ``like`` and cast to its dtype, on t's device."""
+        return gather(values, t, like)
 
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
         """alpha-bar at integer timesteps ``t`` (float64, on t's device)."""
@@ -58,9 +52,8 @@ class GaussianDiffusion:
         ab = self.schedule.alphas_cumprod
         return self.gather(ab.sqrt(), t, x0) * x0, self.gather(1.0 - ab, t, x0).expand_as(x0)
 
-    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0)."""
-        mean = self.gather(self.posterior_mean_coef_x0, t, x_t) * x0 + self.gather(self.posterior_mean_coef_xt, t, x_t) * x_t
-        var = self.gather(self.posterior_variance, t, x_t)
-        log_var = self.gather(self.posterior_log_variance_clipped, t, x_t)
-        return mean, var, log_var
+    def q_posterior(
+        self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0) (beta~_0 = 0: its log is beta~_1's)."""
+        return self.reverse.q_posterior(x0, x_t, t)

@@ -12,6 +12,8 @@ from typing import Callable
 
 import torch
 
+from difflab.utils.checks import check_int
+
 __all__ = [
     "NoiseSchedule",
     "make_schedule",
@@ -37,7 +39,10 @@ class NoiseSchedule:
     def __post_init__(self) -> None:
         betas = torch.as_tensor(self.betas, dtype=torch.float64)
         if betas.ndim != 1 or betas.numel() < 2:
-            raise ValueError(f"schedule '{self.name}': betas must be a 1-D tensor with T >= 2 entries, got shape {tuple(betas.shape)}")
+            raise ValueError(
+                f"schedule '{self.name}': betas must be a 1-D tensor with T >= 2 entries, "
+                f"got shape {tuple(betas.shape)}"
+            )
         if not torch.isfinite(betas).all() or (betas <= 0).any() or (betas >= 1).any():
             bad = betas[~((betas > 0) & (betas < 1))]
             raise ValueError(
@@ -63,9 +68,7 @@ class NoiseSchedule:
 
 
 def _check_num_timesteps(num_timesteps: int) -> int:
-    if not isinstance(num_timesteps, int) or isinstance(num_timesteps, bool) or num_timesteps < 2:
-        raise ValueError(f"schedule.num_timesteps must be an integer >= 2, got {num_timesteps!r}")
-    return num_timesteps
+    return check_int("schedule.num_timesteps", num_timesteps, 2)
 
 
 def linear_betas(
@@ -96,10 +99,15 @@ def linear_betas(
 def _check_increasing(schedule: str, beta_start: float, beta_end: float) -> None:
     """Noise must grow with t (t = 0 least noisy): beta_end > beta_start."""
     if not beta_end > beta_start:
-        raise ValueError(f"{schedule} schedule: beta_end={beta_end!r} must be greater than beta_start={beta_start!r} (betas increase with t)")
+        raise ValueError(
+            f"{schedule} schedule: beta_end={beta_end!r} must be greater than beta_start={beta_start!r} "
+            "(betas increase with t)"
+        )
 
 
-def betas_from_alpha_bar(alpha_bar: Callable[[torch.Tensor], torch.Tensor], num_timesteps: int, max_beta: float = 0.999) -> torch.Tensor:
+def betas_from_alpha_bar(
+    alpha_bar: Callable[[torch.Tensor], torch.Tensor], num_timesteps: int, max_beta: float = 0.999
+) -> torch.Tensor:
     """beta_t = min(1 - alpha_bar(t/T) / alpha_bar((t-1)/T), max_beta) for a continuous alpha_bar on [0, 1]."""
     T = _check_num_timesteps(num_timesteps)
     steps = torch.arange(T + 1, dtype=torch.float64) / T
@@ -119,7 +127,11 @@ def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) 
 
 
 def polynomial_betas(
-    num_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02, power: float = 2.0, rescale_to_timesteps: bool = False
+    num_timesteps: int,
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    power: float = 2.0,
+    rescale_to_timesteps: bool = False,
 ) -> torch.Tensor:
     """betas = linspace(beta_start^(1/p), beta_end^(1/p), T)^p.
 
@@ -132,14 +144,19 @@ def polynomial_betas(
     scale = 1000.0 / T if rescale_to_timesteps else 1.0
     start, end = beta_start * scale, beta_end * scale
     if not (0.0 <= start < 1.0 and 0.0 < end < 1.0):
-        raise ValueError(f"polynomial schedule: beta_start={start:.4g} and beta_end={end:.4g} must lie in [0, 1) and (0, 1)")
+        raise ValueError(
+            f"polynomial schedule: beta_start={start:.4g} and beta_end={end:.4g} must lie in [0, 1) and (0, 1)"
+        )
     _check_increasing("polynomial", beta_start, beta_end)
     return torch.linspace(start ** (1.0 / power), end ** (1.0 / power), T, dtype=torch.float64) ** power
 
 
-def sigmoid_betas(num_timesteps: int, start: float = -3.0, end: float = 3.0, tau: float = 1.0, max_beta: float = 0.999) -> torch.Tensor:
+def sigmoid_betas(
+    num_timesteps: int, start: float = -3.0, end: float = 3.0, tau: float = 1.0, max_beta: float = 0.999
+) -> torch.Tensor:
     """Sigmoid schedule of Chen 2023 ("On the importance of noise scheduling", Alg. 1):
-    alpha_bar(t) = (sigmoid(end/tau) - sigmoid((t (end - start) + start)/tau)) / (sigmoid(end/tau) - sigmoid(start/tau)),
+    alpha_bar(t) = (sigmoid(end/tau) - sigmoid((t (end - start) + start)/tau))
+                   / (sigmoid(end/tau) - sigmoid(start/tau)),
     so alpha_bar(0) = 1 and alpha_bar(1) = 0; betas clipped at ``max_beta``."""
     if not end > start:
         raise ValueError(f"sigmoid schedule: end must be > start, got start={start!r}, end={end!r}")
@@ -175,7 +192,9 @@ SCHEDULES: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
-def make_schedule(name: str, num_timesteps: int = 1000, rescale_betas_zero_snr: bool = False, **kwargs: float) -> NoiseSchedule:
+def make_schedule(
+    name: str, num_timesteps: int = 1000, rescale_betas_zero_snr: bool = False, **kwargs: float
+) -> NoiseSchedule:
     """Build a named schedule: ``linear``, ``cosine``, ``polynomial`` or ``sigmoid``; kwargs go to its beta function."""
     if name not in SCHEDULES:
         raise ValueError(f"schedule.name={name!r} is not known; choose one of {sorted(SCHEDULES)}")
@@ -185,6 +204,7 @@ def make_schedule(name: str, num_timesteps: int = 1000, rescale_betas_zero_snr: 
         raise ValueError(f"schedule '{name}': {err}") from None
     if rescale_betas_zero_snr:
         betas = rescale_zero_terminal_snr(betas)
-        # The terminal beta is 1 by construction; keep it just inside (0, 1) so alpha-bar_T is ~0 but finite logs stay defined.
+        # The terminal beta is 1 by construction; keep it just inside (0, 1) so alpha-bar_T is ~0 but finite logs
+        # stay defined.
         betas[-1] = min(betas[-1].item(), 1.0 - 1e-12)
     return NoiseSchedule(name=name, betas=betas)

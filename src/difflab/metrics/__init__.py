@@ -4,7 +4,12 @@ Lower layer: no Lightning or Hydra here.
 """
 
 from difflab.metrics.extractors import (
-    INCEPTION_FILE, INCEPTION_URL, FeatureExtractor, InceptionFeatures, LeNetExtractor, build_feature_extractor,
+    INCEPTION_FILE,
+    INCEPTION_URL,
+    FeatureExtractor,
+    InceptionFeatures,
+    LeNetExtractor,
+    build_feature_extractor,
     inception_weights_path,
 )
 from difflab.metrics.frechet import frechet_distance, gaussian_statistics

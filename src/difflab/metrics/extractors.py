@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from difflab.metrics.lenet import LeNetFeatures, lenet_record, load_lenet
+from difflab.metrics.lenet import WEIGHTS_DIR, LeNetFeatures, lenet_record, load_lenet
 from difflab.metrics.naming import LENET_EXTRACTORS, extractor_label
-from difflab.utils.files import file_sha256
+from difflab.utils.files import file_sha256, load_error
 
 __all__ = ["FeatureExtractor", "InceptionFeatures", "LeNetExtractor", "build_feature_extractor", "inception_weights_path", "INCEPTION_URL", "INCEPTION_FILE"]
 
@@ -52,7 +52,13 @@ class LeNetExtractor(FeatureExtractor):
     def __init__(self, dataset: str, weights_path: str | None = None) -> None:
         super().__init__()
         record = lenet_record(f"{dataset}_lenet")
-        self.net: LeNetFeatures = load_lenet(f"{dataset}_lenet", weights_path)
+        try:
+            self.net: LeNetFeatures = load_lenet(f"{dataset}_lenet", weights_path)
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a user's file (or a damaged install): one line naming it
+            where = f"features.weights_path={weights_path!r}" if weights_path else f"the shipped weights {WEIGHTS_DIR / f'{dataset}_lenet.pt'}"
+            raise ValueError(f"{where} is not a loadable {dataset} LeNet state dict ({load_error(err)})") from None
         self.metric_name = extractor_label(dataset)
         self.num_features = self.net.num_features
         self.weights_sha256 = record["sha256"] if weights_path is None else file_sha256(Path(weights_path))
@@ -107,7 +113,7 @@ class InceptionFeatures(FeatureExtractor):
         try:
             torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any failure means the file is not a plain state dict
-            raise ValueError(f"features.weights_path={str(path)!r} is not a loadable Inception-v3 state dict: {err}") from None
+            raise ValueError(f"features.weights_path={str(path)!r} is not a loadable Inception-v3 state dict ({load_error(err)})") from None
         self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path))
         self.metric_name = extractor_label("inception")
         self.num_features = 2048

@@ -25,6 +25,7 @@ from torchmetrics.utilities import dim_zero_cat
 from difflab.metrics.precision_recall import precision_recall
 from difflab.metrics.reference import ReferenceStatistics
 from difflab.metrics.two_d import wasserstein2
+from difflab.utils.checks import check_int
 
 __all__ = ["MetricSuite", "SAMPLE_METRICS", "FeatureInput", "PointSet", "check_count", "check_two_d_count", "rank_share", "sample_metric_counts"]
 
@@ -76,9 +77,7 @@ def _one_chunk_per_rank(metric: Metric) -> None:
 
 def check_count(metric: str, n: Any, minimum: int = 2) -> int:
     """``metrics.<metric>.num_samples`` as an int, or a ValueError naming it when it is not an integer >= minimum."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
-        raise ValueError(f"metrics.{metric}.num_samples={n!r} must be an integer >= {minimum}")
-    return n
+    return check_int(f"metrics.{metric}.num_samples", n, minimum)
 
 
 def sample_metric_counts(config: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:

@@ -5,8 +5,9 @@ start noise ``x_T`` into samples. Swapping samplers is a config change: all take
 
 Model outputs with extra channels. A model may return 2C channels on dim 1 for data with C channels (Improved
 DDPM, Nichol & Dhariwal 2021: the first C are the eps/x0/v prediction, the last C the variance interpolation
-``v`` in [-1, 1]). :meth:`Sampler.predict_x0_eps` splits such an output once: the first C channels are the
-prediction and every sampler uses only them; only ``DDPMSampler(variance_type="learned_range")`` uses the rest.
+``v`` in [-1, 1]). :meth:`Sampler.predict_x0_eps` splits such an output once
+(``difflab.diffusion.reverse.split_output``): the first C channels are the prediction and every sampler uses only
+them; only ``DDPMSampler(variance_type="learned_range")`` uses the rest.
 
 Post-processing of the x0 prediction (options shared by all samplers, diffusers' names):
   ``clip_sample``/``clip_sample_range``: x0 = clamp(x0, -range, range).
@@ -27,7 +28,9 @@ import numpy as np
 import torch
 
 from difflab.diffusion.parameterization import check_prediction_type, to_x0_eps
+from difflab.diffusion.reverse import split_output
 from difflab.diffusion.schedules import NoiseSchedule
+from difflab.utils.checks import check_int
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 GeneratorLike = Union[None, torch.Generator, Sequence[torch.Generator]]
@@ -42,7 +45,6 @@ __all__ = [
     "select_timesteps",
     "randn_like",
     "dynamic_threshold",
-    "split_model_output",
 ]
 
 
@@ -57,8 +59,7 @@ def select_timesteps(num_timesteps: int, steps: int, spacing: str = "leading") -
     its last value just above 0 (e.g. T=100, steps=29), which then becomes timestep -1; only the first
     ``steps`` entries are kept, which leaves every other value identical to diffusers'.
     """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= num_timesteps:
-        raise ValueError(f"sampler.steps={steps!r} must be an integer in [1, schedule.num_timesteps={num_timesteps}]")
+    check_int("sampler.steps", steps, 1, num_timesteps, note=f"schedule.num_timesteps={num_timesteps}")
     if spacing == "leading":
         ts = np.arange(steps, dtype=np.int64) * (num_timesteps // steps)
         ts = ts[::-1]
@@ -104,20 +105,6 @@ def dynamic_threshold(x0: torch.Tensor, ratio: float = 0.995, max_value: float =
     return out.reshape(x0.shape).to(x0.dtype)
 
 
-def split_model_output(out: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(prediction, extra): a model output shaped like ``x`` gives (out, None); one with twice x's channels on dim 1
-    gives (its first C channels, its last C channels). Any other shape is a ValueError."""
-    if out.shape == x.shape:
-        return out, None
-    if x.ndim >= 2 and out.ndim == x.ndim and out.shape[0] == x.shape[0] and out.shape[2:] == x.shape[2:] and out.shape[1] == 2 * x.shape[1]:
-        c = x.shape[1]
-        return out[:, :c], out[:, c:]
-    raise ValueError(
-        f"model output has shape {tuple(out.shape)} for x_t of shape {tuple(x.shape)}; expected the same shape, "
-        f"or 2C = {2 * x.shape[1] if x.ndim >= 2 else '?'} channels on dim 1 (prediction, then learned-variance values)"
-    )
-
-
 class Sampler(ABC):
     """A reverse-process sampler over a discrete :class:`NoiseSchedule`.
 
@@ -143,7 +130,8 @@ class Sampler(ABC):
             raise ValueError(f"sampler.dynamic_thresholding_ratio={dynamic_thresholding_ratio!r} must lie in (0, 1]")
         if not sample_max_value >= 1.0:
             raise ValueError(
-                f"sampler.sample_max_value={sample_max_value!r} must be >= 1 (the threshold s is clamped to [1, sample_max_value])"
+                f"sampler.sample_max_value={sample_max_value!r} must be >= 1 "
+                "(the threshold s is clamped to [1, sample_max_value])"
             )
         self.schedule = schedule
         self.steps = steps
@@ -191,7 +179,7 @@ class Sampler(ABC):
         t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
         out = model_fn(x, t_batch)
         self.nfe += 1
-        out, extra = split_model_output(out, x)
+        out, extra = split_output(out, x)
         ab = alpha_bar.expand(x.shape[0])
         x0, eps = to_x0_eps(out, x, ab, prediction_type)
         if self.thresholding or self.clip_sample:
@@ -200,11 +188,15 @@ class Sampler(ABC):
         return (x0, eps, extra) if return_extra else (x0, eps)
 
     @torch.no_grad()
-    def sample(self, model_fn: ModelFn, x_T: torch.Tensor, prediction_type: str = "eps", generator: GeneratorLike = None) -> torch.Tensor:
+    def sample(
+        self, model_fn: ModelFn, x_T: torch.Tensor, prediction_type: str = "eps", generator: GeneratorLike = None
+    ) -> torch.Tensor:
         """Run the reverse process from ``x_T`` and return x_0. ``nfe`` counts this call's model evaluations."""
         check_prediction_type(prediction_type)
         self.nfe = 0
         return self._sample(model_fn, x_T, prediction_type, generator)
 
     @abstractmethod
-    def _sample(self, model_fn: ModelFn, x: torch.Tensor, prediction_type: str, generator: GeneratorLike) -> torch.Tensor: ...
+    def _sample(
+        self, model_fn: ModelFn, x: torch.Tensor, prediction_type: str, generator: GeneratorLike
+    ) -> torch.Tensor: ...

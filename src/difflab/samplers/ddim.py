@@ -23,7 +23,9 @@ class DDIMSampler(Sampler):
             raise ValueError(f"sampler.eta={eta!r} must be >= 0")
         self.eta = float(eta)
 
-    def _sample(self, model_fn: ModelFn, x: torch.Tensor, prediction_type: str, generator: GeneratorLike) -> torch.Tensor:
+    def _sample(
+        self, model_fn: ModelFn, x: torch.Tensor, prediction_type: str, generator: GeneratorLike
+    ) -> torch.Tensor:
         ab_t, ab_prev = self.alpha_bars()
         for i, t in enumerate(self.timesteps):
             x0, eps = self.predict_x0_eps(model_fn, x, t, ab_t[i], prediction_type)

@@ -51,7 +51,10 @@ class DPMSolverPP2MSampler(Sampler):
     ) -> None:
         super().__init__(schedule, steps, timestep_spacing=timestep_spacing, **kwargs)
         if final_sigmas_type not in FINAL_SIGMAS_TYPES:
-            raise ValueError(f"sampler.final_sigmas_type={final_sigmas_type!r} is not known; choose one of {list(FINAL_SIGMAS_TYPES)}")
+            raise ValueError(
+                f"sampler.final_sigmas_type={final_sigmas_type!r} is not known; "
+                f"choose one of {list(FINAL_SIGMAS_TYPES)}"
+            )
         if final_sigmas_type == "sigma_min" and int(self.timesteps[-1]) == 0:
             raise ValueError(
                 f"sampler.final_sigmas_type='sigma_min' ends at the noise level of timestep 0, but the last selected "
@@ -62,13 +65,16 @@ class DPMSolverPP2MSampler(Sampler):
         self.final_sigmas_type = final_sigmas_type
 
     def alpha_bars(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """float64 alpha-bar at each selected timestep and after each step (1.0, or abar_0 for "sigma_min", at the end)."""
+        """float64 alpha-bar at each selected timestep and after each step (1.0, or abar_0 for "sigma_min", at the
+        end)."""
         ab, ab_next = super().alpha_bars()
         if self.final_sigmas_type == "sigma_min":
             ab_next[-1] = self.schedule.alphas_cumprod[0]
         return ab, ab_next
 
-    def _sample(self, model_fn: ModelFn, x: torch.Tensor, prediction_type: str, generator: GeneratorLike) -> torch.Tensor:
+    def _sample(
+        self, model_fn: ModelFn, x: torch.Tensor, prediction_type: str, generator: GeneratorLike
+    ) -> torch.Tensor:
         ab_t, ab_next = self.alpha_bars()
         n = len(self.timesteps)
         x0_prev = None

@@ -16,12 +16,17 @@ import torch
 __all__ = ["class_labels", "guided_model_fn"]
 
 
-def class_labels(spec: int | str | None, indices: range, num_classes: int | None, device: torch.device | str = "cpu") -> torch.Tensor | None:
+def class_labels(
+    spec: int | str | None, indices: range, num_classes: int | None, device: torch.device | str = "cpu"
+) -> torch.Tensor | None:
     """Labels for samples ``indices``: ``"all"`` cycles i % num_classes, an int k gives k to every sample,
     ``"none"``/None gives the null label (unconditional). Unconditional models get None."""
     if num_classes is None:
         if spec not in (None, "none", "all"):
-            raise ValueError(f"class_label={spec!r} was given but the model is not class-conditional (train with conditioning.enabled=true)")
+            raise ValueError(
+                f"class_label={spec!r} was given but the model is not class-conditional "
+                "(train with conditioning.enabled=true)"
+            )
         return None
     if spec in (None, "none"):
         values = [num_classes] * len(indices)

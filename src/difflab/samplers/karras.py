@@ -40,8 +40,16 @@ import torch
 
 from difflab.diffusion.schedules import NoiseSchedule
 from difflab.samplers.base import GeneratorLike, ModelFn, Sampler, randn_like
+from difflab.utils.checks import check_int
 
-__all__ = ["EulerSampler", "HeunSampler", "KarrasSampler", "schedule_sigmas", "karras_sigma_levels", "nearest_timesteps"]
+__all__ = [
+    "EulerSampler",
+    "HeunSampler",
+    "KarrasSampler",
+    "schedule_sigmas",
+    "karras_sigma_levels",
+    "nearest_timesteps",
+]
 
 
 def schedule_sigmas(schedule: NoiseSchedule) -> np.ndarray:
@@ -105,16 +113,15 @@ class KarrasSampler(Sampler):
             return super()._select_timesteps()
         T = self.schedule.num_timesteps
         steps = self.steps
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= T:
-            raise ValueError(f"sampler.steps={steps!r} must be an integer in [1, schedule.num_timesteps={T}]")
+        check_int("sampler.steps", steps, 1, T, note=f"schedule.num_timesteps={T}")
         levels = karras_sigma_levels(self._sigma_table[0], self._sigma_table[-1], int(steps), self.rho)
         ts = nearest_timesteps(levels, self._sigma_table)
         keep = np.concatenate([[True], np.diff(ts) != 0])
         if not keep.all():
             warnings.warn(
-                f"sampler.karras_sigmas: the {steps} rho-levels map to only {int(keep.sum())} distinct timesteps of the "
-                f"schedule (levels closer together than the schedule's own noise levels are merged); the sampler takes "
-                f"{int(keep.sum())} steps",
+                f"sampler.karras_sigmas: the {steps} rho-levels map to only {int(keep.sum())} distinct timesteps "
+                "of the schedule (levels closer together than the schedule's own noise levels are merged); the sampler "
+                f"takes {int(keep.sum())} steps",
                 UserWarning,
                 stacklevel=4,  # the caller of the sampler's constructor (or make_sampler)
             )
@@ -131,7 +138,9 @@ class KarrasSampler(Sampler):
         x0, _ = self.predict_x0_eps(model_fn, x * math.sqrt(ab.item()), t, ab, prediction_type)
         return (x - x0) / float(self._sigma_table[int(t)])
 
-    def _sample(self, model_fn: ModelFn, x: torch.Tensor, prediction_type: str, generator: GeneratorLike) -> torch.Tensor:
+    def _sample(
+        self, model_fn: ModelFn, x: torch.Tensor, prediction_type: str, generator: GeneratorLike
+    ) -> torch.Tensor:
         ts = self.timesteps
         sig = self.sigmas
         n = len(ts)

@@ -1,9 +1,25 @@
-"""Training objectives.
+"""The training objective: what the network predicts, how its error is measured and weighted, and the VLB term.
 
 The simple loss of Ho et al. 2020 (eq. 14), E_{t, x0, eps} w(t) d(target, net(x_t, t)), with an elementwise
-distance d (l2, l1 or huber) and a per-timestep weight w (uniform or Min-SNR-gamma, see ``weighting.py``), and
-optionally the learned reverse variance of Improved DDPM (Nichol & Dhariwal 2021, Sec. 3.1) trained through the
-variational bound (see ``nll.py``).
+distance d (l2, l1 or huber) and a per-timestep weight w (uniform or Min-SNR-gamma), and optionally the learned
+reverse variance of Improved DDPM (Nichol & Dhariwal 2021, Sec. 3.1) trained through the variational bound (the
+model's reverse step is in ``reverse.py``, the bound's terms in ``nll.py``).
+
+Loss weights. Min-SNR-gamma (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy",
+Sec. 3.4): measured as an error in x0, the loss at a timestep with signal-to-noise ratio SNR = abar / (1 - abar)
+gets the weight min(SNR, gamma). The same weighting expressed for the other targets follows from the exact
+relations between their errors at a fixed x_t (a = sqrt(abar), s = sqrt(1 - abar)):
+
+    x0 error  = -(s / a) eps error,   so ||x0 err||^2 = ||eps err||^2 / SNR
+    v  error  =  eps error / a,       so ||v err||^2  = ||eps err||^2 (SNR + 1) / SNR
+
+which gives
+
+    eps:  w = min(SNR, gamma) / SNR      (= min(1, gamma / SNR), the form used here: finite at SNR = 0)
+    x0:   w = min(SNR, gamma)
+    v:    w = min(SNR, gamma) / (SNR + 1)
+
+and w_eps ||eps err||^2 = w_x0 ||x0 err||^2 = w_v ||v err||^2 for the same prediction.
 """
 
 from __future__ import annotations
@@ -17,15 +33,28 @@ import torch.nn.functional as F
 from difflab.diffusion import nll
 from difflab.diffusion.parameterization import check_prediction_type, target_for
 from difflab.diffusion.process import GaussianDiffusion
-from difflab.diffusion.weighting import check_weighting, loss_weight
+from difflab.diffusion.reverse import split_output
+from difflab.utils.checks import check_int
 
-__all__ = ["DiffusionObjective", "LOSSES", "VLB_MODES", "elementwise_loss"]
+__all__ = [
+    "DiffusionObjective",
+    "LOSSES",
+    "VLB_MODES",
+    "WEIGHTINGS",
+    "check_weighting",
+    "elementwise_loss",
+    "loss_weight",
+    "timestep_quartile_means",
+]
 
 LOSSES = ("l2", "l1", "huber")
+WEIGHTINGS = ("uniform", "min_snr")
 VLB_MODES = ("none", "hybrid", "only")
 
 
-def elementwise_loss(pred: torch.Tensor, target: torch.Tensor, loss: str = "l2", huber_delta: float = 1.0) -> torch.Tensor:
+def elementwise_loss(
+    pred: torch.Tensor, target: torch.Tensor, loss: str = "l2", huber_delta: float = 1.0
+) -> torch.Tensor:
     """The elementwise distance between prediction and target.
 
     l2:    (pred - target)^2
@@ -40,6 +69,43 @@ def elementwise_loss(pred: torch.Tensor, target: torch.Tensor, loss: str = "l2",
     if loss == "huber":
         return F.huber_loss(pred, target, reduction="none", delta=huber_delta)
     raise ValueError(f"objective.loss={loss!r} is not known; choose one of {list(LOSSES)}")
+
+
+def check_weighting(weighting: str, gamma: float = 5.0) -> str:
+    """Return ``weighting`` or raise a ValueError naming the accepted values; gamma must be > 0."""
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"objective.weighting={weighting!r} is not known; choose one of {list(WEIGHTINGS)}")
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
+        raise ValueError(f"objective.min_snr_gamma={gamma!r} must be a number > 0")
+    return weighting
+
+
+def loss_weight(
+    snr: torch.Tensor, prediction_type: str, weighting: str = "uniform", gamma: float = 5.0
+) -> torch.Tensor:
+    """The loss weight at signal-to-noise ratio ``snr`` (any shape, computed in float64) for a network predicting
+    ``prediction_type``: 1 for ``uniform``, the Min-SNR-gamma weight of the module docstring for ``min_snr``."""
+    check_prediction_type(prediction_type)
+    check_weighting(weighting, gamma)
+    snr = torch.as_tensor(snr, dtype=torch.float64)
+    if weighting == "uniform":
+        return torch.ones_like(snr)
+    if prediction_type == "eps":
+        return (gamma / snr).clamp(max=1.0)
+    clipped = snr.clamp(max=gamma)
+    if prediction_type == "x0":
+        return clipped
+    return clipped / (snr + 1.0)
+
+
+def timestep_quartile_means(values: torch.Tensor, t: torch.Tensor, num_timesteps: int) -> dict[int, torch.Tensor]:
+    """The mean of per-sample ``values`` [B] within each quartile of their timesteps ``t`` [B], as improved-diffusion's
+    ``loss_q0..q3``: quartile q = floor(4 t / T) holds t in [q T/4, (q + 1) T/4). Quartiles without a sample are left
+    out. The values are detached; one host sync (the counts)."""
+    quartile = torch.div(4 * t, num_timesteps, rounding_mode="floor")
+    counts = torch.bincount(quartile, minlength=4).tolist()
+    sums = torch.zeros(4, dtype=values.dtype, device=values.device).index_add_(0, quartile, values.detach())
+    return {q: sums[q] / counts[q] for q in range(4) if counts[q]}
 
 
 @dataclass
@@ -95,13 +161,17 @@ class DiffusionObjective:
                 f"objective.variance_type={self.variance_type!r} must be fixed_small or fixed_large "
                 "(the learned variance is chosen with objective.learn_variance=true)"
             )
-        if not isinstance(self.vlb_weight, (int, float)) or isinstance(self.vlb_weight, bool) or not self.vlb_weight >= 0:
+        if (
+            not isinstance(self.vlb_weight, (int, float))
+            or isinstance(self.vlb_weight, bool)
+            or not self.vlb_weight >= 0
+        ):
             raise ValueError(f"objective.vlb_weight={self.vlb_weight!r} must be a number >= 0")
-        if isinstance(self.num_bins, bool) or not isinstance(self.num_bins, int) or self.num_bins < 2:
-            raise ValueError(f"objective.num_bins={self.num_bins!r} must be an integer >= 2")
+        check_int("objective.num_bins", self.num_bins, 2)
         if self.learn_variance and self.vlb == "none":
             raise ValueError(
-                "objective.learn_variance=true needs objective.vlb=hybrid or only: with vlb=none the variance channels get no gradient"
+                "objective.learn_variance=true needs objective.vlb=hybrid or only: with vlb=none the variance "
+                "channels get no gradient"
             )
         if self.vlb == "hybrid" and not self.learn_variance:
             raise ValueError(
@@ -125,20 +195,6 @@ class DiffusionObjective:
         """The reverse variance of the trained model: learned_range, fixed_small or fixed_large."""
         return "learned_range" if self.learn_variance else self.variance_type
 
-    def split_output(self, output: torch.Tensor, like: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(prediction, variance values or None) from a network output; see ``nll.split_output``."""
-        return nll.split_output(output, self.learn_variance, like)
-
-    def prediction_fn(self, model_fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        """``model_fn`` restricted to its prediction channels (what samplers expect); unchanged without learned variance."""
-        if not self.learn_variance:
-            return model_fn
-
-        def predict(*args: Any, **kwargs: Any) -> torch.Tensor:
-            return nll.split_output(model_fn(*args, **kwargs), True)[0]
-
-        return predict
-
     def nll_kwargs(self) -> dict[str, Any]:
         """Keyword arguments describing this model for ``nll.vlb_terms`` / ``nll.bits_per_dim``."""
         return {
@@ -148,8 +204,11 @@ class DiffusionObjective:
             "num_bins": self.num_bins,
         }
 
-    def bits_per_dim(self, model_fn: Callable[..., torch.Tensor], diffusion: GaussianDiffusion, dataloader: Any, **kwargs: Any) -> dict[str, Any]:
-        """``nll.bits_per_dim`` for a model trained with this objective (kwargs: stride, max_batches, use_labels, ...)."""
+    def bits_per_dim(
+        self, model_fn: Callable[..., torch.Tensor], diffusion: GaussianDiffusion, dataloader: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        """``nll.bits_per_dim`` for a model trained with this objective (kwargs: stride, max_batches, use_labels,
+        ...)."""
         return nll.bits_per_dim(model_fn, diffusion, dataloader, **{**self.nll_kwargs(), **kwargs})
 
     # ------------------------------------------------------------------------------ the loss
@@ -161,34 +220,37 @@ class DiffusionObjective:
         t: torch.Tensor,
         noise: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Per-sample loss components, each [B]: ``loss`` (what is optimised), ``simple`` (the weighted simple loss,
-        absent for vlb=only) and ``vlb`` (L_t in bits/dim at the sample's timestep, unscaled; absent for vlb=none)."""
+        """Per-sample loss and its terms at timesteps ``t`` with the given noise, each of shape [B]:
+
+        loss    what is optimised: ``simple`` (vlb=none), ``simple + vlb_weight * vlb`` (hybrid) or ``vlb`` (only).
+        simple  the weighted simple loss. With vlb=only it is not part of the loss: the plain l2 error of the
+                prediction, reported for comparison and computed without gradient.
+        vlb     T * L_t in bits/dim (vlb=hybrid or only): a one-sample estimate of the bound minus its prior term.
+        """
         x_t = diffusion.q_sample(x0, t, noise)
         output = network(x_t, t)
-        pred, var_values = nll.split_output(output, self.learn_variance, x0)
+        pred, var_values = split_output(output, x0, self.learn_variance)
         dtype = torch.promote_types(x0.dtype, torch.float32)
-        out: dict[str, torch.Tensor] = {}
-        loss = 0.0
-        if self.vlb != "only":
-            target = target_for(self.prediction_type, x0, noise, diffusion.alpha_bar(t))
-            err = elementwise_loss(pred.to(dtype), target.to(dtype), self.loss, self.huber_delta)
-            simple = err.flatten(1).mean(dim=1)
-            if self.weighting != "uniform":
-                snr = diffusion.schedule.snr.to(t.device)[t]
-                simple = simple * loss_weight(snr, self.prediction_type, self.weighting, self.min_snr_gamma).to(dtype)
-            out["simple"] = simple
-            loss = simple
+        T = diffusion.num_timesteps
+        target = target_for(self.prediction_type, x0, noise, diffusion.alpha_bar(t))
+        monitored = pred.detach() if self.vlb == "only" else pred
+        err = elementwise_loss(monitored.to(dtype), target.to(dtype), self.loss, self.huber_delta)
+        simple = err.flatten(1).mean(dim=1)
+        if self.weighting != "uniform":
+            snr = diffusion.schedule.snr.to(t.device)[t]
+            simple = simple * loss_weight(snr, self.prediction_type, self.weighting, self.min_snr_gamma).to(dtype)
+        out: dict[str, torch.Tensor] = {"simple": simple}
+        loss = 0.0 if self.vlb == "only" else simple
         if self.vlb != "none":
             mean_pred = pred.detach() if self.vlb == "hybrid" else pred
             x0_, x_t_ = x0.to(dtype), x_t.to(dtype)
-            mean, log_var, _ = nll.p_mean_log_variance(
-                diffusion, mean_pred.to(dtype), x_t_, t, self.prediction_type, self.model_variance_type,
+            mean, log_var, _ = diffusion.reverse.p_mean_log_variance(
+                mean_pred.to(dtype), x_t_, t, self.prediction_type, self.model_variance_type,
                 None if var_values is None else var_values.to(dtype),
             )
             vb = nll.vlb_term_bpd(diffusion, x0_, x_t_, t, mean, log_var, self.num_bins)
-            out["vlb"] = vb
-            scale = diffusion.num_timesteps * (self.vlb_weight if self.vlb == "hybrid" else 1.0)
-            loss = loss + scale * vb
+            out["vlb"] = T * vb
+            loss = loss + T * (self.vlb_weight if self.vlb == "hybrid" else 1.0) * vb
         out["loss"] = loss
         return out
 

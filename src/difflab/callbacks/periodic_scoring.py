@@ -1,4 +1,4 @@
-"""Evaluation (FID and the other sample metrics) and BitsPerDim (the likelihood bound) every N steps."""
+"""The evaluation of the metrics group (FID, KID, ..., the likelihood bound) every N training steps."""
 
 from __future__ import annotations
 
@@ -11,20 +11,19 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info
 
 from difflab.callbacks.cadence import is_due
-from difflab.evaluation import Evaluator, score_nll
+from difflab.scoring import SampleScorer
 
-__all__ = ["BitsPerDim", "Evaluation", "best_checkpoint"]
+__all__ = ["PeriodicScoring"]
 
 
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-class Evaluation(pl.Callback):
+class PeriodicScoring(pl.Callback):
     """Every ``evaluation.every_n_steps`` steps (and at the end): sample from the EMA weights, log the metrics.
 
     Samples are split over ranks by per-sample seeds; every rank updates and computes, so the value is the
@@ -38,7 +37,7 @@ class Evaluation(pl.Callback):
         if self.every_n_steps < 1:
             raise ValueError(f"evaluation.every_n_steps={self.every_n_steps!r} must be >= 1")
         sampler_cfg = evaluation["sampler"]
-        self.evaluator = Evaluator(
+        self.evaluator = SampleScorer(
             metrics=metrics, features=_plain(features), sampler=instantiate(sampler_cfg), sampler_name=sampler_cfg["name"],
             sampler_steps=sampler_cfg["steps"], reference=evaluation["reference"], dataset=_plain(dataset),
             seed=int(evaluation["seed"]), batch_size=evaluation["batch_size"], use_ema=bool(evaluation["use_ema"]),
@@ -80,41 +79,3 @@ class Evaluation(pl.Callback):
             record = {"evaluation_seconds": round(self.seconds, 3), "timings": self.evaluator.timings, "history": self.history}
             with open(f"{self.output_dir}/evaluation.json", "w") as handle:
                 json.dump(record, handle, indent=2)
-
-
-def best_checkpoint(dirpath: str, monitor: str | None, mode: str, every_n_train_steps: int) -> ModelCheckpoint | None:
-    """``<dirpath>/best.ckpt``: the checkpoint with the best ``monitor`` value so far; None when nothing is monitored."""
-    if monitor is None:
-        return None
-    return ModelCheckpoint(dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_top_k=1,
-                           every_n_train_steps=every_n_train_steps, auto_insert_metric_name=False, save_last=False)
-
-
-class BitsPerDim(pl.Callback):
-    """Logs ``val/nll_bpd_n<N>_stride<k>`` (and the prior and decoder terms) from the EMA weights.
-
-    The bound (Ho et al. 2020, eq. 5) is summed over all T steps with ``stride=1``; with ``stride=k`` one
-    random timestep per block of k is evaluated and weighted by k (unbiased, noisier). The randomness is
-    seeded, so successive evaluations differ only through the weights.
-    """
-
-    def __init__(self, every_n_steps: int = 600, max_batches: int | None = 1, stride: int = 10, seed: int = 0, use_ema: bool = True) -> None:
-        if every_n_steps < 1 or stride < 1:
-            raise ValueError(f"callbacks.nll: every_n_steps={every_n_steps!r} and stride={stride!r} must be >= 1")
-        self.every_n_steps, self.max_batches, self.stride, self.seed, self.use_ema = every_n_steps, max_batches, stride, seed, use_ema
-        self.history: list[tuple[int, float]] = []
-
-    def evaluate(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, Any]:
-        """The bound over (at most ``max_batches`` batches of) the validation loader."""
-        return score_nll(pl_module, trainer.datamodule.val_dataloader(), self.stride, self.max_batches, self.seed, self.use_ema)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if not is_due(trainer, batch_idx, self.every_n_steps):
-            return
-        step = trainer.global_step
-        result = self.evaluate(trainer, pl_module)
-        name = f"val/nll_bpd_n{result['num_samples']}_stride{self.stride}"
-        self.history.append((step, float(result["total_bpd"])))
-        metrics = {name: result["total_bpd"], f"{name}_prior": result["prior_bpd"], f"{name}_decoder": result["decoder_bpd"]}
-        pl_module.log_dict({k: float(v) for k, v in metrics.items()}, on_step=True, on_epoch=False, rank_zero_only=True)
-        rank_zero_info(f"step {step}: {name} = {float(result['total_bpd']):.4f}")

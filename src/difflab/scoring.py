@@ -1,6 +1,6 @@
 """Scoring a DiffusionModule: draw samples split over ranks by per-sample seeds, feed the metric suite, add NLL.
 
-Shared by the training callback (:class:`difflab.callbacks.Evaluation`) and ``difflab-evaluate``.
+Shared by the training callback (:class:`difflab.callbacks.PeriodicScoring`) and ``difflab-evaluate``.
 """
 
 from __future__ import annotations
@@ -13,19 +13,25 @@ from typing import Any
 import torch
 
 from difflab.metrics import (
-    MetricSuite, build_feature_extractor, metric_name, reference_key, reference_statistics,
+    MetricSuite,
+    build_feature_extractor,
+    metric_name,
+    reference_key,
+    reference_statistics,
 )
 from difflab.metrics.suite import check_two_d_count, rank_share, sample_metric_counts
 from difflab.samplers import Sampler
+from difflab.utils.checks import check_int
+from difflab.utils.seeding import Stream, derive_seed
 
-__all__ = ["Evaluator", "score_nll"]
+__all__ = ["SampleScorer", "score_nll"]
 
 
 def score_nll(module: Any, loader: Any, stride: int = 10, max_batches: int | None = None, seed: int = 0, use_ema: bool = True) -> dict[str, Any]:
     """The variational bound of ``loader``'s data in bits/dim (total, prior, decoder) from ``module``'s network."""
     network = module.sampling_network(use_ema)
     conditional = module.num_classes is not None
-    generator = torch.Generator(device=module.device).manual_seed(seed)
+    generator = torch.Generator(device=module.device).manual_seed(derive_seed(seed, Stream.SCORING))
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         return module.objective.bits_per_dim(
             network if conditional else (lambda x, t: network(x, t)), module.diffusion, loader,
@@ -34,7 +40,7 @@ def score_nll(module: Any, loader: Any, stride: int = 10, max_batches: int | Non
 
 
 @dataclass
-class Evaluator:
+class SampleScorer:
     """Everything one evaluation needs besides the model; ``score`` runs it.
 
     ``metrics``: metric name -> options (the ``metrics`` config group); ``features``: ``{name, weights_path}``
@@ -57,15 +63,13 @@ class Evaluator:
 
     def __post_init__(self) -> None:
         self.metrics = {k: dict(v) for k, v in (self.metrics or {}).items()}
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"evaluation.batch_size={self.batch_size!r} must be an integer >= 1")
+        check_int("evaluation.batch_size", self.batch_size, 1)
         self.extractor = None
         image_metrics = [m for m in self.metrics if m not in ("two_d", "nll")]
         if image_metrics:
             if not self.features:
                 raise ValueError(f"metrics {image_metrics} need a feature extractor: set features=digits|mnist|fashion_mnist|inception")
             self.extractor = build_feature_extractor(self.features["name"], self.features.get("weights_path"))
-            self.extractor.check_channels(self.dataset.get("channels"))
         self.sample_metrics = {k: v for k, v in self.metrics.items() if k != "nll"}
         sample_metric_counts(self.sample_metrics)  # checked now, not at the first evaluation
         self.suite: MetricSuite | None = None
@@ -79,9 +83,12 @@ class Evaluator:
         }
 
     def check_data(self, datamodule: Any) -> None:
-        """Before any training: the reference split exists and holds the samples the metrics ask for."""
+        """Before any work: the extractor fits the data, the reference split exists and holds the samples asked for."""
         if not self.sample_metrics:
             return
+        if self.extractor is not None:
+            shape = tuple(datamodule.data_shape)
+            self.extractor.check_channels(shape[0] if len(shape) == 3 else None)
         datamodule.setup()
         split = self.reference.get("split", "train")
         if split not in ("train", "val"):
@@ -132,7 +139,7 @@ class Evaluator:
             module.train(was_training)
             self.timings["sampling_s"] = time.perf_counter() - start
             with torch.random.fork_rng(devices=[]):  # KID's random subsets: the same on every rank and every run
-                torch.manual_seed(self.seed)
+                torch.manual_seed(derive_seed(self.seed, Stream.SCORING))
                 results.update(self.suite.compute())
         if "nll" in self.metrics:
             options = self.metrics["nll"]

@@ -1,0 +1,30 @@
+"""A progress bar that counts optimizer steps out of ``trainer.max_steps``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import RichProgressBar
+
+__all__ = ["StepProgressBar"]
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, counting optimizer steps (``Step 120/1800``) instead of the batches of an epoch.
+
+    difflab trains in one endless epoch stopped by ``max_steps``, where Lightning's own bar would read
+    ``Epoch 0/-2`` with a batch count (micro-batches under gradient accumulation) and no total.
+    """
+
+    @property
+    def total_train_batches(self) -> int | float:
+        max_steps = self.trainer.max_steps
+        return max_steps if max_steps is not None and max_steps > 0 else float("inf")
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return "Step"
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._update(self.train_progress_bar_id, trainer.global_step)
