@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from difflab.builders import build_datamodule, build_module
-from difflab.cli import CONFIG_DIR
+from difflab.configs import CONFIG_DIR
 from difflab.data.fake_files import write_fake
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "image_folder")

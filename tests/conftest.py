@@ -14,7 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from difflab.cli import CONFIG_DIR
+from difflab.configs import CONFIG_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from difflab.builders import build_module
 from difflab.callbacks.flush_loggers import FlushLoggers
-from difflab.cli import ConfigError
+from difflab.errors import ConfigError
 from difflab.module import CHECKPOINT_KEY, DiffusionModule
 from difflab.utils.files import atomic_torch_save
 

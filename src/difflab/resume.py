@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from difflab.cli import ConfigError
+from difflab.errors import ConfigError
 from difflab.module import CHECKPOINT_KEY
 
 __all__ = ["RESUME_IGNORED_OVERRIDES", "find_last_checkpoint", "resolve_ckpt_path", "config_mismatches"]

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 
 from difflab.builders import build_datamodule, build_module, build_sampler
 from difflab.callbacks import monitor_for
-from difflab.cli import CONFIG_DIR
+from difflab.configs import CONFIG_DIR
 from difflab.data.fake_files import write_fake
 from difflab.train import instantiate_all
 

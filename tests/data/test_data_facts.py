@@ -12,7 +12,7 @@ from conftest import compose_config, run_cli
 
 from difflab.builders import build_datamodule, build_module, to_container
 from difflab.checkpoints import load_checkpoint, module_from_checkpoint
-from difflab.cli import CONFIG_DIR
+from difflab.configs import CONFIG_DIR
 from difflab.data import DataFacts, DigitsDataModule, MoonsDataModule, ShapesDataModule, data_facts
 from difflab.module import CHECKPOINT_KEY
 from difflab.resume import config_mismatches

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from difflab.data import DigitsDataModule
+from difflab.data import DataFacts, DigitsDataModule, data_facts
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset" / "digits.yaml"
 
@@ -82,8 +82,8 @@ def test_resize(dm: DigitsDataModule, size: int) -> None:
 
 
 def test_hydra_config_instantiates() -> None:
-    cfg = OmegaConf.create({"seed": 3, "dataset": OmegaConf.load(CONF).dataset})  # the file is @package _global_
+    cfg = OmegaConf.create({"seed": 3, "dataset": OmegaConf.load(CONF)})  # a plain node of the dataset group
     dm = instantiate(cfg.dataset)
     assert isinstance(dm, DigitsDataModule) and dm.seed == 3 and dm.batch_size == 128
-    assert (cfg.dataset.channels, cfg.dataset.image_size, cfg.dataset.num_classes) == (1, 8, 10)
-    assert cfg.dataset.data_dim is None and cfg.dataset.name == dm.name == "digits"
+    assert data_facts(dm) == DataFacts((1, 8, 8), num_classes=10, num_bins=17)  # 8x8 images, 10 digits, values 0..16
+    assert cfg.dataset.name == dm.name == "digits"

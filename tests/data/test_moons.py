@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from sklearn.datasets import make_moons
 
-from difflab.data import MoonsDataModule
+from difflab.data import DataFacts, MoonsDataModule, data_facts
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset" / "moons.yaml"
 
@@ -62,8 +62,8 @@ def test_data_does_not_depend_on_the_training_seed() -> None:
 
 
 def test_hydra_config_instantiates() -> None:
-    cfg = OmegaConf.create({"seed": 3, "dataset": OmegaConf.load(CONF).dataset})  # the file is @package _global_
+    cfg = OmegaConf.create({"seed": 3, "dataset": OmegaConf.load(CONF)})  # a plain node of the dataset group
     dm = instantiate(cfg.dataset)
     assert isinstance(dm, MoonsDataModule) and dm.seed == 3 and dm.batch_size == 512
-    assert cfg.dataset.data_dim == 2 and cfg.dataset.channels is None and cfg.dataset.image_size is None
-    assert cfg.dataset.num_classes == dm.num_classes == 2 and cfg.dataset.name == dm.name == "moons"
+    assert data_facts(dm) == DataFacts((2,), num_classes=2, num_bins=None)  # continuous 2-D points, two moons
+    assert cfg.dataset.name == dm.name == "moons"

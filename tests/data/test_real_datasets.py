@@ -13,7 +13,6 @@ import torch
 from conftest import compose_config
 from PIL import Image
 
-from difflab.cli import ConfigError
 from difflab.data import (
     CIFAR10DataModule,
     DataFacts,
@@ -26,6 +25,7 @@ from difflab.data import (
 )
 from difflab.data.fake_files import write_cifar10, write_fake, write_image_folder, write_mnist
 from difflab.data.images import flip_mask, to_unit_range
+from difflab.errors import ConfigError
 from difflab.train import train
 
 MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]

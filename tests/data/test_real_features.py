@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import compose_config
 
-from difflab.cli import ConfigError
 from difflab.data.fake_files import write_fake
+from difflab.errors import ConfigError
 from difflab.metrics import lenet, train_extractor
 from difflab.train import train
 

@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from difflab.data import ShapesDataModule
+from difflab.data import DataFacts, ShapesDataModule, data_facts
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset" / "shapes.yaml"
 
@@ -79,8 +79,9 @@ def test_three_channels_give_coloured_shapes() -> None:
 
 
 def test_hydra_config_instantiates() -> None:
-    cfg = OmegaConf.create({"seed": 3, "dataset": OmegaConf.load(CONF).dataset})  # the file is @package _global_
+    cfg = OmegaConf.create({"seed": 3, "dataset": OmegaConf.load(CONF)})  # a plain node of the dataset group
     dm = instantiate(cfg.dataset)
     assert isinstance(dm, ShapesDataModule) and dm.seed == 3 and dm.batch_size == 128
-    assert (cfg.dataset.channels, cfg.dataset.image_size, cfg.dataset.num_classes) == (1, 16, 2)
-    assert cfg.dataset.data_dim is None and cfg.dataset.name == dm.name == "shapes"
+    assert (cfg.dataset.channels, cfg.dataset.image_size) == (1, 16)  # the user's choices
+    assert data_facts(dm) == DataFacts((1, 16, 16), num_classes=2, num_bins=None)  # circles and squares, anti-aliased
+    assert cfg.dataset.name == dm.name == "shapes"

@@ -35,7 +35,7 @@ def bad_inputs(checkpoint, tmp_path) -> list[tuple[list[str], str]]:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     return [
-        (["schedule.num_timesteps=1"], "schedule.num_timesteps must be an integer >= 2, got 1"),
+        (["schedule.num_timesteps=1"], "schedule.num_timesteps=1 must be an integer >= 2"),
         (["schedule.beta_end=1.5"], "beta_end after rescaling by 1000/T = 1 is 1.5, outside (0, 1)"),
         (["schedule=polynomial", "schedule.beta_start=0.02", "schedule.beta_end=0.0001"], "beta_end=0.0001 must be greater than beta_start=0.02"),
         (["sampler.steps=2000"], "sampler.steps=2000 must be an integer in [1, schedule.num_timesteps=1000]"),

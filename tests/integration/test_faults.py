@@ -17,7 +17,7 @@ import torch
 from checkpoint_hooks import csv_values, plugin_override
 from conftest import compose_config
 
-from difflab.cli import TrainingStopped
+from difflab.errors import TrainingStopped
 from difflab.module import DiffusionModule
 from difflab.train import train
 

@@ -119,7 +119,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
 
 def test_difflab_and_its_configs_come_from_the_wheel(installed: Installed) -> None:
-    code = "import difflab, difflab.cli as c; print(difflab.__file__); print(c.CONFIG_DIR)"
+    code = "import difflab, difflab.configs as c; print(difflab.__file__); print(c.CONFIG_DIR)"
     out = installed.run("python", "-c", code).stdout
     module_file, config_dir = (Path(line).resolve() for line in out.splitlines())
     assert installed.venv.resolve() in module_file.parents, f"difflab imported from {module_file}, not from the wheel"
