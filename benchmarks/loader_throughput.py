@@ -64,13 +64,15 @@ def main() -> None:
     parser.add_argument("dataset", choices=DATASETS)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--root", help="dataset.root: where the dataset files are")
-    source.add_argument("--fake", action="store_true", help="write tiny files in the real format to a temp dir and use those")
+    source.add_argument("--fake", action="store_true",
+                        help="write tiny files in the real format to a temp dir and use those")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--pin-memory", action="store_true")
     parser.add_argument("--loader-steps", type=int, default=200)
     parser.add_argument("--train-steps", type=int, default=5)
-    parser.add_argument("--backbone", default="unet_small", help="the backbone config (default unet_small: 32x32 images)")
+    parser.add_argument("--backbone", default="unet_small",
+                        help="the backbone config (default unet_small: 32x32 images)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the training config (after --)")
     args = parser.parse_args()
@@ -82,7 +84,8 @@ def main() -> None:
         overrides = [
             f"dataset={args.dataset}", f"dataset.root={root}", f"dataset.batch_size={args.batch_size}",
             f"dataset.num_workers={args.num_workers}", f"dataset.pin_memory={str(args.pin_memory).lower()}",
-            f"backbone={args.backbone}", "metrics=[]", *(["dataset.verify_md5=false"] if args.fake and args.dataset == "cifar10" else []),
+            f"backbone={args.backbone}", "metrics=[]",
+            *(["dataset.verify_md5=false"] if args.fake and args.dataset == "cifar10" else []),
             *args.overrides,
         ]
         with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
@@ -96,11 +99,13 @@ def main() -> None:
         train = step_rate(module, instantiate(cfg.optim.optimizer), batch, args.train_steps, device)
         params = sum(p.numel() for p in module.backbone.parameters()) / 1e6
         print(f"dataset={args.dataset} root={'<temp fake files>' if args.fake else root} batch_size={args.batch_size} "
-              f"num_workers={args.num_workers} pin_memory={args.pin_memory} images={len(datamodule.train_dataset)}x{list(datamodule.data_shape)}")
+              f"num_workers={args.num_workers} pin_memory={args.pin_memory} "
+              f"images={len(datamodule.train_dataset)}x{list(datamodule.data_shape)}")
         print(f"loader alone:   {loader:10.1f} samples/s")
-        print(f"training step:  {train:10.1f} samples/s  (backbone={args.backbone}, {params:.1f}M parameters, {device.type}, "
-              f"{torch.get_num_threads()} threads)")
-        print(f"loader / step:  {loader / train:10.1f}x  ({'the loader keeps up' if loader > 2 * train else 'the loader may starve the model'})")
+        print(f"training step:  {train:10.1f} samples/s  (backbone={args.backbone}, {params:.1f}M parameters, "
+              f"{device.type}, {torch.get_num_threads()} threads)")
+        print(f"loader / step:  {loader / train:10.1f}x  "
+              f"({'the loader keeps up' if loader > 2 * train else 'the loader may starve the model'})")
 
 
 if __name__ == "__main__":

@@ -62,10 +62,12 @@ def main() -> None:
         ("real: 360 held-out images", fid(x_val)),
         (f"real: n={N} bootstrap of the 360 held-out images", fid(x_val[torch.randint(len(x_val), (N,), generator=g)])),
         (f"uniform noise, n={N}", fid(torch.rand(N, 1, 8, 8, generator=g) * 2 - 1)),
-        (f"one class (threes), n={N}", fid(x_train[y_train == 3][torch.randint(int((y_train == 3).sum()), (N,), generator=g)])),
+        (f"one class (threes), n={N}",
+         fid(x_train[y_train == 3][torch.randint(int((y_train == 3).sum()), (N,), generator=g)])),
     ]
     kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
-    rows.append(("held-out images blurred (3x3 binomial)", fid(F.conv2d(F.pad(x_val, (1,) * 4, mode="replicate"), kernel[None, None]))))
+    rows.append(("held-out images blurred (3x3 binomial)",
+                 fid(F.conv2d(F.pad(x_val, (1,) * 4, mode="replicate"), kernel[None, None]))))
 
     checkpoints = sorted((run_dir / "checkpoints").glob("step_*.ckpt")) + [run_dir / "checkpoints" / "last.ckpt"]
     final_samples, seen = None, set()
@@ -86,7 +88,8 @@ def main() -> None:
         print(f"{name:<{width}}  {value:8.2f}")
 
     counts = torch.bincount(extractor.logits(final_samples.clamp(-1, 1)).argmax(1), minlength=10)
-    print("final samples by predicted class:", counts.tolist(), f"(smallest share {counts.min().item() / N:.3f}, half a share is 0.050)")
+    print("final samples by predicted class:", counts.tolist(),
+          f"(smallest share {counts.min().item() / N:.3f}, half a share is 0.050)")
 
     record = json.loads((run_dir / "evaluation.json").read_text())
     history = ", ".join(f"step {step}: {list(values.values())[0]:.2f}" for step, values in record["history"])

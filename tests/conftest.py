@@ -25,7 +25,8 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> 
     """Compose ``conf/<config_name>.yaml`` with ``overrides`` as ``@hydra.main`` would, writing into ``output_dir``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        cfg = compose(config_name=config_name, overrides=[*overrides, f"hydra.run.dir={output_dir}"], return_hydra_config=True)
+        cfg = compose(config_name=config_name, overrides=[*overrides, f"hydra.run.dir={output_dir}"],
+                      return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(output_dir)
         cfg.hydra.job.num = 0
@@ -35,7 +36,9 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> 
     return cfg
 
 
-def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    module: str, *args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``python -m difflab.<module> args...`` and return the completed process (output captured)."""
     full_env = {**os.environ, "DIFFLAB_ROOT": str(cwd or REPO_ROOT), "PYTHONWARNINGS": "ignore", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)

@@ -81,8 +81,9 @@ def test_in_a_real_run_the_ema_follows_the_formula_step_by_step(tmp_path, hydra_
     run = tmp_path / "run"
     train(compose_config("train", ["dataset=moons", "backbone=mlp", "backbone.hidden_dim=16", "dataset.batch_size=64",
                                    "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
-                                   "callbacks.model_checkpoint.every_n_train_steps=1", "callbacks.sample_grid.every_n_steps=100",
-                                   "metrics=[]", "ema.decay=0.9999", f"ema.power={POWER}"], run))
+                                   "callbacks.model_checkpoint.every_n_train_steps=1",
+                                   "callbacks.sample_grid.every_n_steps=100", "metrics=[]", "ema.decay=0.9999",
+                                   f"ema.power={POWER}"], run))
     one = torch.load(run / "checkpoints" / "step_0000001.ckpt", weights_only=True)["state_dict"]
     two = torch.load(run / "checkpoints" / "step_0000002.ckpt", weights_only=True)["state_dict"]
     raw = sorted(k for k in one if k.startswith("backbone."))

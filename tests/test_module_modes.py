@@ -26,7 +26,9 @@ class LabelRecorder(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
         RECORDED.append(("batch", True, batch[1].clone()))
 
-    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         RECORDED.append(("batch", False, batch[1].clone()))
 
 
@@ -45,8 +47,9 @@ def test_labels_are_dropped_in_training_at_the_rate_and_never_in_evaluation(tmp_
 
     RECORDED.clear()
     train(compose_config("train", [
-        "dataset=moons", "backbone=mlp", "backbone.hidden_dim=16", "dataset.batch_size=256", "conditioning.enabled=true",
-        f"conditioning.label_dropout={LABEL_DROPOUT}", "trainer.max_steps=8", "trainer.val_check_interval=4",
+        "dataset=moons", "backbone=mlp", "backbone.hidden_dim=16", "dataset.batch_size=256",
+        "conditioning.enabled=true", f"conditioning.label_dropout={LABEL_DROPOUT}", "trainer.max_steps=8",
+        "trainer.val_check_interval=4",
         "trainer.limit_val_batches=2", "callbacks.sample_grid.every_n_steps=100", "metrics=[]",
         "+callbacks.label_recorder._target_=test_module_modes.LabelRecorder"], tmp_path / "run"))
     batches = pairs(RECORDED)

@@ -82,7 +82,8 @@ def test_the_number_of_classes_counts_for_a_conditional_model_only():
 def test_data_facts_not_known_yet_are_not_compared():
     before_data = {k: v for k, v in changed("data.shape", [3, 8, 8]).items() if k != "data"}
     assert config_mismatches(checkpoint(CONFIG), before_data) == []
-    assert config_mismatches(checkpoint(CONFIG), {**before_data, "ema": {"enabled": False}}) == ["ema.enabled: True -> False"]
+    assert config_mismatches(checkpoint(CONFIG), {**before_data, "ema": {"enabled": False}}) == [
+        "ema.enabled: True -> False"]
 
 
 # ----------------------------------------------------------------------------- finding last.ckpt
@@ -112,8 +113,10 @@ def test_this_runs_own_last_checkpoint_comes_first(tmp_path):
 def test_else_the_newest_earlier_run_with_the_same_overrides(tmp_path):
     task = tmp_path / "outputs" / "train"
     old = make_run(task, "a", ["seed=1", "dataset=moons"], mtime=1_000_000_000)
-    new = make_run(task, "b", ["dataset=moons", "seed=1", "trainer.max_steps=100", "ckpt_path=last"], mtime=1_000_000_100)
-    swept = make_run(task, "0", ["seed=1", "dataset=moons", "resume=auto"], mtime=1_000_000_050, kind="multiruns/2024-01-01")
+    new = make_run(task, "b", ["dataset=moons", "seed=1", "trainer.max_steps=100", "ckpt_path=last"],
+                   mtime=1_000_000_100)
+    swept = make_run(task, "0", ["seed=1", "dataset=moons", "resume=auto"], mtime=1_000_000_050,
+                     kind="multiruns/2024-01-01")
     make_run(task, "c", ["seed=2", "dataset=moons"], mtime=1_000_000_200)  # other overrides: never chosen
     make_run(task, "d", ["seed=1"], mtime=1_000_000_300)
     here = task / "runs" / "new"
@@ -130,9 +133,11 @@ def test_resolve_ckpt_path(tmp_path):
     task = tmp_path / "outputs" / "train"
     here = task / "runs" / "new"
     assert resolve_ckpt_path(None, None, here, task, []) is None  # a fresh run
-    assert resolve_ckpt_path("/some/where.ckpt", None, here, task, []) == "/some/where.ckpt"  # checked later, when loaded
+    # checked later, when loaded
+    assert resolve_ckpt_path("/some/where.ckpt", None, here, task, []) == "/some/where.ckpt"
     assert resolve_ckpt_path(None, "auto", here, task, ["seed=1"]) is None  # nothing to continue: start afresh
-    with pytest.raises(ValueError, match=r"ckpt_path=last found no checkpoints/last\.ckpt .* with the same overrides \['seed=1'\]"):
+    with pytest.raises(ValueError,
+                       match=r"ckpt_path=last found no checkpoints/last\.ckpt .* with the same overrides \['seed=1'\]"):
         resolve_ckpt_path("last", None, here, task, ["seed=1", "ckpt_path=last"])
     found = make_run(task, "a", ["seed=1"], mtime=1_000_000_000)
     assert resolve_ckpt_path("last", None, here, task, ["seed=1", "ckpt_path=last"]) == str(found)

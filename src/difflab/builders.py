@@ -21,7 +21,8 @@ from difflab.diffusion import NoiseSchedule
 from difflab.module import DiffusionModule
 from difflab.samplers import Sampler
 
-__all__ = ["build_datamodule", "build_schedule", "build_sampler", "build_backbone", "build_module", "shape_arguments", "to_container"]
+__all__ = ["build_datamodule", "build_schedule", "build_sampler", "build_backbone", "build_module", "shape_arguments",
+           "to_container"]
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
@@ -60,14 +61,16 @@ def shape_arguments(cfg: DictConfig, shape: tuple[int, ...]) -> dict[str, int]:
         raise ValueError(f"backbone._target_={target!r} cannot be loaded: {err}") from None
     if "in_channels" in parameters and "image_size" in parameters:
         if len(shape) != 3 or shape[1] != shape[2]:
-            raise ValueError(f"backbone {target} takes square images [C, S, S], but {_data_of(cfg, shape)}; choose backbone=mlp for points")
+            raise ValueError(f"backbone {target} takes square images [C, S, S], but {_data_of(cfg, shape)}; "
+                             "choose backbone=mlp for points")
         return {"in_channels": shape[0], "image_size": shape[1]}
     if "data_dim" in parameters:
         if len(shape) != 1:
-            raise ValueError(f"backbone {target} takes vectors [D], but {_data_of(cfg, shape)}; choose a U-Net for images "
-                             "(backbone=unet_tiny, unet_small)")
+            raise ValueError(f"backbone {target} takes vectors [D], but {_data_of(cfg, shape)}; "
+                             "choose a U-Net for images (backbone=unet_tiny, unet_small)")
         return {"data_dim": shape[0]}
-    raise ValueError(f"backbone._target_={target!r} takes neither in_channels and image_size nor data_dim, so it cannot be sized for the data")
+    raise ValueError(f"backbone._target_={target!r} takes neither in_channels and image_size nor data_dim, "
+                     "so it cannot be sized for the data")
 
 
 def build_backbone(cfg: DictConfig, data: DataFacts | Any, objective: Any) -> Any:
@@ -78,7 +81,8 @@ def build_backbone(cfg: DictConfig, data: DataFacts | Any, objective: Any) -> An
     overrides: dict[str, Any] = {**shape_arguments(cfg, facts.shape), "out_channels": facts.shape[0] * factor}
     if cfg.conditioning.enabled:
         if not facts.num_classes:
-            raise ValueError(f"conditioning.enabled=true needs a labelled dataset; dataset.name={OmegaConf.select(cfg, 'dataset.name')!r} has no classes")
+            raise ValueError("conditioning.enabled=true needs a labelled dataset; "
+                             f"dataset.name={OmegaConf.select(cfg, 'dataset.name')!r} has no classes")
         overrides["num_classes"] = facts.num_classes
     return instantiate(cfg.backbone, **overrides)
 
@@ -98,7 +102,8 @@ def build_module(cfg: DictConfig, data: DataFacts | Any, run_config: dict[str, A
     try:  # the optimizer checks its own arguments (lr, betas, ...): let it, now
         optimizer(params=[torch.zeros(1, requires_grad=True)])
     except ValueError as err:
-        raise ValueError(f"optim.optimizer: {err} ({OmegaConf.to_container(cfg.optim.optimizer, resolve=True)})") from None
+        raise ValueError(
+            f"optim.optimizer: {err} ({OmegaConf.to_container(cfg.optim.optimizer, resolve=True)})") from None
     if run_config is not None:
         run_config["data"] = facts.as_config()
     return DiffusionModule(

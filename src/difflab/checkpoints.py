@@ -43,7 +43,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         atomic_torch_save(checkpoint, path)
 
-    def load_checkpoint(self, path: Any, map_location: Callable | None = lambda storage, loc: storage, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: Any, map_location: Callable | None = lambda storage, loc: storage, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         return torch.load(path, map_location=map_location, weights_only=True)
 
 
@@ -73,7 +75,8 @@ def module_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[DiffusionModule,
     config = checkpoint[CHECKPOINT_KEY]["config"]
     if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
         raise ConfigError("the checkpoint's config records no data facts (data: shape, num_classes, num_bins), "
-                          "so its model cannot be rebuilt; it predates them: train it again with this version of difflab")
+                          "so its model cannot be rebuilt; it predates them: "
+                          "train it again with this version of difflab")
     cfg = OmegaConf.create(config)
     module = build_module(cfg, DataFacts.from_config(config["data"]))
     module.load_state_dict(checkpoint["state_dict"])

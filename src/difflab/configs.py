@@ -84,7 +84,8 @@ class WritableOutputCheck(Callback):
     def _check(self, directory: str, key: str) -> None:
         reason = unwritable_reason(Path(directory))
         if reason is not None:
-            print(f"difflab-{self.task}: error: {key}={directory!r} cannot be created: {reason}; choose a writable directory",
+            print(f"difflab-{self.task}: error: {key}={directory!r} cannot be created: {reason}; "
+                  "choose a writable directory",
                   file=sys.stderr, flush=True)
             sys.exit(2)
 

@@ -23,7 +23,8 @@ from pytorch_lightning.strategies.launchers.subprocess_script import _Subprocess
 
 __all__ = ["HydraJobDDPStrategy", "hydra_job_command", "restore_distributed_env"]
 
-DISTRIBUTED_ENV_KEYS = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "GROUP_RANK", "LOCAL_WORLD_SIZE")
+DISTRIBUTED_ENV_KEYS = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "GROUP_RANK",
+                        "LOCAL_WORLD_SIZE")
 
 
 def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
@@ -44,7 +45,8 @@ def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
             command += [f"--config-dir={source.path}"]
     command += list(hc.overrides.task)
     output_dir = hc.runtime.output_dir
-    command += [f'hydra.run.dir="{output_dir}"', f"hydra.job.name={hc.job.name}_rank{local_rank}", "hydra.output_subdir=null"]
+    command += [f'hydra.run.dir="{output_dir}"', f"hydra.job.name={hc.job.name}_rank{local_rank}",
+                "hydra.output_subdir=null"]
     return command, get_original_cwd()
 
 

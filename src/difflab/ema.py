@@ -23,7 +23,9 @@ __all__ = ["ExponentialMovingAverage"]
 class ExponentialMovingAverage(nn.Module):
     """Holds ``shadow``, an averaged copy of a network, updated with :meth:`update` after each optimizer step."""
 
-    def __init__(self, model: nn.Module, max_decay: float = 0.9999, power: float | None = 2.0 / 3.0, inv_gamma: float = 1.0) -> None:
+    def __init__(
+        self, model: nn.Module, max_decay: float = 0.9999, power: float | None = 2.0 / 3.0, inv_gamma: float = 1.0
+    ) -> None:
         super().__init__()
         if not 0.0 <= max_decay < 1.0:
             raise ValueError(f"ema.decay={max_decay!r} must lie in [0, 1)")

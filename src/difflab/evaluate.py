@@ -71,7 +71,8 @@ def chosen_metrics(cfg: DictConfig, train_cfg: DictConfig, overrides: list[str])
             continue
         name = key.split(".")[1]
         if name not in metrics:
-            raise ConfigError(f"{key} changes {name}, which the checkpoint does not score ({sorted(metrics) or 'nothing'}); "
+            raise ConfigError(f"{key} changes {name}, which the checkpoint does not score "
+                              f"({sorted(metrics) or 'nothing'}); "
                               f"choose the metrics too, e.g. metrics=[{','.join([*metrics, name])}]")
         OmegaConf.update(metrics, key[len("metrics."):], OmegaConf.select(cfg, key), merge=True)
     return metrics
@@ -95,8 +96,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         evaluator = SampleScorer(
             metrics=metric_options, features=OmegaConf.to_container(features, resolve=True) if features else None,
             sampler=instantiate(sampler_cfg), sampler_name=sampler_cfg.name, sampler_steps=sampler_cfg.steps,
-            reference=OmegaConf.to_container(cfg.reference, resolve=True), dataset=OmegaConf.to_container(train_cfg.dataset, resolve=True),
-            seed=cfg.seed, batch_size=cfg.batch_size, use_ema=cfg.use_ema, class_label=cfg.class_label, guidance_scale=cfg.guidance_scale,
+            reference=OmegaConf.to_container(cfg.reference, resolve=True),
+            dataset=OmegaConf.to_container(train_cfg.dataset, resolve=True),
+            seed=cfg.seed, batch_size=cfg.batch_size, use_ema=cfg.use_ema, class_label=cfg.class_label,
+            guidance_scale=cfg.guidance_scale,
         )
         evaluator.check_data(datamodule)
         module.to(resolve_device(cfg.device))

@@ -144,7 +144,8 @@ class DiffusionModule(pl.LightningModule):
 
     def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         # The same timesteps and noise for a given validation batch at every evaluation: losses are comparable.
-        generator = torch.Generator(device=batch[0].device).manual_seed(derive_seed(self.seed, Stream.VALIDATION, batch_idx))
+        generator = torch.Generator(device=batch[0].device).manual_seed(
+            derive_seed(self.seed, Stream.VALIDATION, batch_idx))
         loss = self._loss(batch, generator)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch[0].shape[0])
         return loss

@@ -37,13 +37,15 @@ def _relevant(overrides: Iterable[str]) -> list[str]:
 
 
 def find_last_checkpoint(output_dir: Path, task_dir: Path, overrides: Sequence[str]) -> Path | None:
-    """This run's ``last.ckpt``, else the newest ``last.ckpt`` of an earlier run in ``task_dir`` with the same overrides."""
+    """This run's ``last.ckpt``, else the newest ``last.ckpt`` of an earlier run in ``task_dir`` with the same
+    overrides."""
     own = output_dir / "checkpoints" / "last.ckpt"
     if own.is_file():
         return own
     wanted = _relevant(overrides)
     candidates = []
-    for ckpt in list(task_dir.glob("runs/*/checkpoints/last.ckpt")) + list(task_dir.glob("multiruns/*/*/checkpoints/last.ckpt")):
+    for ckpt in (list(task_dir.glob("runs/*/checkpoints/last.ckpt"))
+                 + list(task_dir.glob("multiruns/*/*/checkpoints/last.ckpt"))):
         run = ckpt.parent.parent
         recorded = run / ".hydra" / "overrides.yaml"
         if run == output_dir or not recorded.is_file():
@@ -53,10 +55,14 @@ def find_last_checkpoint(output_dir: Path, task_dir: Path, overrides: Sequence[s
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
-def resolve_ckpt_path(ckpt_path: str | None, resume: str | bool | None, output_dir: Path, task_dir: Path, overrides: Sequence[str]) -> str | None:
-    """The checkpoint to resume from: ``ckpt_path`` as given, or found for ``last`` / ``resume=auto``; None: a fresh run."""
+def resolve_ckpt_path(
+    ckpt_path: str | None, resume: str | bool | None, output_dir: Path, task_dir: Path, overrides: Sequence[str]
+) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path`` as given, or found for ``last`` / ``resume=auto``; None: a fresh
+    run."""
     if resume not in (None, False, "auto"):
-        raise ConfigError(f"resume={resume!r} is not accepted; use auto (continue the last matching run if there is one) or null")
+        raise ConfigError(f"resume={resume!r} is not accepted; "
+                          "use auto (continue the last matching run if there is one) or null")
     if ckpt_path is not None and ckpt_path != "last":
         return str(ckpt_path)
     if ckpt_path is None and resume != "auto":
@@ -87,5 +93,6 @@ def config_mismatches(checkpoint: Mapping[str, Any], run_config: Mapping[str, An
     if "data" not in run_config:  # the data facts are not known yet (no data module built): nothing to compare
         keys = [k for k in keys if not k.startswith("data.")]
     if not saved.get("conditioning.enabled") and not wanted.get("conditioning.enabled"):
-        keys = [k for k in keys if k != "data.num_classes"]  # the classes size only a conditional model's label embedding
+        # the classes size only a conditional model's label embedding
+        keys = [k for k in keys if k != "data.num_classes"]
     return [f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in keys if saved.get(k) != wanted.get(k)]

@@ -54,10 +54,12 @@ def sample(cfg: DictConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.save(samples, out / "samples.pt")
     save_samples_image(samples, out / "samples.png")
-    meta = {"ckpt_path": str(cfg.ckpt_path), "n": cfg.n, "seed": cfg.seed, "use_ema": cfg.use_ema, "class_label": cfg.class_label, "guidance_scale": cfg.guidance_scale, "nfe": sampler.nfe,
+    meta = {"ckpt_path": str(cfg.ckpt_path), "n": cfg.n, "seed": cfg.seed, "use_ema": cfg.use_ema,
+            "class_label": cfg.class_label, "guidance_scale": cfg.guidance_scale, "nfe": sampler.nfe,
             "sampler": OmegaConf.to_container(merged.sampler, resolve=True)}
     OmegaConf.save(OmegaConf.create(meta), out / "samples.yaml")
-    print(f"difflab-sample: wrote {cfg.n} samples to {out / 'samples.pt'} and {out / 'samples.png'} ({sampler.nfe} model evaluations per batch)")
+    print(f"difflab-sample: wrote {cfg.n} samples to {out / 'samples.pt'} and {out / 'samples.png'} "
+          f"({sampler.nfe} model evaluations per batch)")
     return out / "samples.pt"
 
 

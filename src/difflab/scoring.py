@@ -27,7 +27,9 @@ from difflab.utils.seeding import Stream, derive_seed
 __all__ = ["SampleScorer", "score_nll"]
 
 
-def score_nll(module: Any, loader: Any, stride: int = 10, max_batches: int | None = None, seed: int = 0, use_ema: bool = True) -> dict[str, Any]:
+def score_nll(
+    module: Any, loader: Any, stride: int = 10, max_batches: int | None = None, seed: int = 0, use_ema: bool = True
+) -> dict[str, Any]:
     """The variational bound of ``loader``'s data in bits/dim (total, prior, decoder) from ``module``'s network."""
     network = module.sampling_network(use_ema)
     conditional = module.num_classes is not None
@@ -68,7 +70,8 @@ class SampleScorer:
         image_metrics = [m for m in self.metrics if m not in ("two_d", "nll")]
         if image_metrics:
             if not self.features:
-                raise ValueError(f"metrics {image_metrics} need a feature extractor: set features=digits|mnist|fashion_mnist|inception")
+                raise ValueError(f"metrics {image_metrics} need a feature extractor: "
+                                 "set features=digits|mnist|fashion_mnist|inception")
             self.extractor = build_feature_extractor(self.features["name"], self.features.get("weights_path"))
         self.sample_metrics = {k: v for k, v in self.metrics.items() if k != "nll"}
         sample_metric_counts(self.sample_metrics)  # checked now, not at the first evaluation
@@ -78,12 +81,19 @@ class SampleScorer:
         """Logged name of each sample metric, e.g. ``val/fid_digits-lenet_n1000_dpmpp2m20``."""
         extractor = self.extractor.metric_name if self.extractor is not None else None
         return {
-            m: metric_name(m, None if m == "two_d" else extractor, c["num_samples"], self.sampler_name, self.sampler_steps)
+            m: metric_name(m, None if m == "two_d" else extractor, c["num_samples"], self.sampler_name,
+                           self.sampler_steps)
             for m, c in self.sample_metrics.items()
         }
 
     def check_data(self, datamodule: Any) -> None:
-        """Before any work: the extractor fits the data, the reference split exists and holds the samples asked for."""
+        """Before any work: the extractor fits the data, the reference split exists and holds the samples asked for,
+        and the likelihood (``nll``) has quantised data to score."""
+        if "nll" in self.metrics and getattr(datamodule, "num_bins", None) is None:
+            raise ValueError(
+                f"metrics=[nll] needs data on a grid of levels (digits, 8-bit images); dataset={datamodule.name!r} is "
+                "continuous (it has no data.num_bins): drop nll from metrics"
+            )
         if not self.sample_metrics:
             return
         if self.extractor is not None:
@@ -96,7 +106,8 @@ class SampleScorer:
         sizes = {"train": len(datamodule.train_dataset), "val": len(datamodule.val_dataset)}
         wanted = self.reference.get("num_samples")
         if self.extractor is not None and wanted is not None and not 2 <= wanted <= sizes[split]:
-            raise ValueError(f"evaluation.reference.num_samples={wanted!r} must lie in [2, {sizes[split]}], the size of the {split} split")
+            raise ValueError(f"evaluation.reference.num_samples={wanted!r} must lie in [2, {sizes[split]}], "
+                             f"the size of the {split} split")
         if "two_d" in self.sample_metrics:
             check_two_d_count(self.sample_metrics["two_d"]["num_samples"], sizes["val"])
 
@@ -110,12 +121,14 @@ class SampleScorer:
             self.extractor.to(device)
             split = self.reference.get("split", "train")
             real = datamodule.real_samples(split, self.reference.get("num_samples"))
-            key = reference_key(self.dataset, split, self.extractor.metric_name, self.extractor.weights_sha256, len(real))
+            key = reference_key(self.dataset, split, self.extractor.metric_name, self.extractor.weights_sha256,
+                                len(real))
             batches = (real[i:i + self.batch_size] for i in range(0, len(real), self.batch_size))
             reference = reference_statistics(self.extractor, batches, key, self.reference.get("cache_dir"), device)
         if "two_d" in self.sample_metrics:
             points = datamodule.real_samples("val")
-        self.suite = MetricSuite(self.sample_metrics, self.names(), self.extractor, reference, points, rank=rank, world_size=world_size, device=device)
+        self.suite = MetricSuite(self.sample_metrics, self.names(), self.extractor, reference, points, rank=rank,
+                                 world_size=world_size, device=device)
         self.timings["reference_s"] = time.perf_counter() - start
 
     @torch.no_grad()
@@ -146,6 +159,7 @@ class SampleScorer:
             stride, max_batches = int(options.get("stride", 10)), options.get("max_batches")
             nll = score_nll(module, datamodule.val_dataloader(), stride, max_batches, self.seed, self.use_ema)
             name = f"val/nll_bpd_n{nll['num_samples']}_stride{stride}"
-            results.update({name: float(nll["total_bpd"]), f"{name}_prior": float(nll["prior_bpd"]), f"{name}_decoder": float(nll["decoder_bpd"])})
+            results.update({name: float(nll["total_bpd"]), f"{name}_prior": float(nll["prior_bpd"]),
+                            f"{name}_decoder": float(nll["decoder_bpd"])})
         self.timings["total_s"] = time.perf_counter() - start
         return results

@@ -32,7 +32,8 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` 
 
 
 def instantiate_all(node: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a callbacks/logger group that has a ``_target_`` (factories may return None: skipped)."""
+    """Instantiate every entry of a callbacks/logger group that has a ``_target_`` (factories may return None:
+    skipped)."""
     if not node:
         return []
     built = [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
@@ -49,13 +50,15 @@ def resume_checkpoint(cfg: DictConfig, run_config: dict[str, Any]) -> str | None
     mismatches = config_mismatches(load_checkpoint(path), run_config)
     if mismatches:
         raise ConfigError(f"ckpt_path={path!r} was trained with other model settings ({'; '.join(mismatches[:4])}"
-                          f"{'; ...' if len(mismatches) > 4 else ''}); resume with the checkpoint's settings or start a new run")
+                          f"{'; ...' if len(mismatches) > 4 else ''}); "
+                          "resume with the checkpoint's settings or start a new run")
     return path
 
 
 def last_good_checkpoint(trainer: pl.Trainer) -> str:
     """Where the newest complete checkpoint of this run is, for the message of a stopped run."""
-    paths = [Path(c.last_model_path or c.best_model_path) for c in trainer.checkpoint_callbacks if (c.last_model_path or c.best_model_path)]
+    paths = [Path(c.last_model_path or c.best_model_path) for c in trainer.checkpoint_callbacks
+             if (c.last_model_path or c.best_model_path)]
     paths = [p for p in paths if p.is_file()]
     if not paths:
         return "none was written"
@@ -105,11 +108,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         OmegaConf.save(OmegaConf.create(run_config), output_dir / "resolved_config.yaml")
         for logger in trainer.loggers:
             logger.log_hyperparams(run_config)
-    rank_zero_info(f"difflab: run directory {cfg.paths.output_dir}" + (f", resuming from {ckpt_path}" if ckpt_path else ""))
+    rank_zero_info(f"difflab: run directory {cfg.paths.output_dir}"
+                   + (f", resuming from {ckpt_path}" if ckpt_path else ""))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except FloatingPointError as err:
-        raise TrainingStopped(f"{err}: the run stopped there. Last good checkpoint: {last_good_checkpoint(trainer)}") from err
+        raise TrainingStopped(
+            f"{err}: the run stopped there. Last good checkpoint: {last_good_checkpoint(trainer)}") from err
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 

@@ -48,7 +48,8 @@ def test_labels_rejected_without_num_classes():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(num_layers=0), "num_layers.*0"), (dict(dropout=1.0), "dropout.*1.0"), (dict(num_classes=0), "num_classes.*0")],
+    [(dict(num_layers=0), "num_layers.*0"), (dict(dropout=1.0), "dropout.*1.0"),
+     (dict(num_classes=0), "num_classes.*0")],
 )
 def test_validation_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -28,7 +28,8 @@ def test_the_monitor_is_the_logged_name_with_its_direction():
 
 
 def test_nothing_monitored_means_no_best_checkpoint(tmp_path):
-    assert best_checkpoint(str(tmp_path), {"fid": {"num_samples": 10}}, DIGITS, {**EVALUATION, "monitor_metric": None}) is None
+    assert best_checkpoint(str(tmp_path), {"fid": {"num_samples": 10}}, DIGITS,
+                           {**EVALUATION, "monitor_metric": None}) is None
     assert best_checkpoint(str(tmp_path), {}, DIGITS, EVALUATION) is None
     callback = best_checkpoint(str(tmp_path), {"fid": {"num_samples": 10}}, DIGITS, EVALUATION)
     assert (callback.monitor, callback.mode, callback.filename) == ("val/fid_digits-lenet_n10_dpmpp2m20", "min", "best")

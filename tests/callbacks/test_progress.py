@@ -29,8 +29,9 @@ class Tiny(pl.LightningModule):
 
 def test_the_bar_counts_steps_out_of_max_steps(tmp_path, one_thread):
     bar = StepProgressBar()
-    trainer = pl.Trainer(max_steps=6, accumulate_grad_batches=2, callbacks=[bar], logger=False, enable_checkpointing=False,
-                         default_root_dir=tmp_path, max_epochs=-1, enable_model_summary=False)
+    trainer = pl.Trainer(max_steps=6, accumulate_grad_batches=2, callbacks=[bar], logger=False,
+                         enable_checkpointing=False, default_root_dir=tmp_path, max_epochs=-1,
+                         enable_model_summary=False)
     seen = []
     original = bar.on_train_batch_end
 

@@ -24,8 +24,8 @@ def group_options(group: str) -> list[str]:
 
 
 # Groups whose options are swapped on their own into the default config; the others are checked below.
-SWAPPABLE = ["dataset", "backbone", "schedule", "objective", "sampler", "optim", "trainer", "logger", "callbacks", "debug", "experiment",
-             "metrics", "features", "scoring"]
+SWAPPABLE = ["dataset", "backbone", "schedule", "objective", "sampler", "optim", "trainer", "logger", "callbacks",
+             "debug", "experiment", "metrics", "features", "scoring"]
 CASES = [(g, o) for g in SWAPPABLE for o in group_options(g)]
 
 # A backbone needs data of its kind: the MLP takes 2-D points, U-Nets take images.
@@ -33,7 +33,8 @@ DATA_FOR_BACKBONE = {"mlp": "dataset=moons"}
 DATA_FOR_IMAGE_BACKBONE = {"unet_ddpm_cifar10": ["dataset=shapes", "dataset.image_size=32", "dataset.channels=3"]}
 
 
-# Datasets read from files: each case reads tiny files in the real format (tests/data/test_real_datasets.py trains on them).
+# Datasets read from files: each case reads tiny files in the real format (tests/data/test_real_datasets.py trains on
+# them).
 FILE_DATASETS = {"mnist": [], "fashion_mnist": [], "cifar10": ["dataset.verify_md5=false"], "image_folder": []}
 FILE_DATASET_OF = {("dataset", name): name for name in FILE_DATASETS} | {("experiment", "ddpm_cifar10"): "cifar10"}
 
@@ -57,14 +58,16 @@ def overrides_for(group: str, option: str) -> list[str]:
     if (group, option) in (("metrics", "two_d"), ("scoring", "moons")):
         overrides += ["dataset=moons", "backbone=mlp"]  # W2 between point sets is for 2-D data
     if (group, option) in (("features", "mnist"), ("features", "fashion_mnist")):
-        overrides.append("metrics=[]")  # their weights are built from the dataset files (not shipped): composes without them
+        # their weights are built from the dataset files (not shipped): composes without them
+        overrides.append("metrics=[]")
     if (group, option) == ("features", "inception"):
         overrides.append("metrics=[]")  # composes without the weights; tests/integration/test_evaluation.py runs it
     if group == "dataset":
         small = {"moons": "backbone=mlp"} | dict.fromkeys(["shapes", *FILE_DATASETS], "backbone=unet_small")
         overrides.append(small.get(option, "backbone=unet_tiny"))
     if (group, option) == ("experiment", "ddpm_cifar10"):
-        overrides += ["trainer=cpu", "metrics=[]"]  # a GPU preset scored on Inception features: built here without either
+        # a GPU preset scored on Inception features: built here without either
+        overrides += ["trainer=cpu", "metrics=[]"]
     return overrides
 
 

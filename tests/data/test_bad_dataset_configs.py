@@ -21,17 +21,21 @@ SHARED = [
 
 # The settings of one data module.
 OWN = {
-    "digits": [({"image_size": 2}, "image_size"), ({"image_size": 0}, "image_size"), ({"image_size": True}, "image_size")],
-    "moons": [({"val_fraction": 1.0}, "val_fraction"), ({"val_fraction": -0.1}, "val_fraction"), ({"noise": -0.1}, "noise"),
-              ({"num_samples": 1}, "num_samples"), ({"num_samples": 2, "val_fraction": 0.9}, "num_samples")],
-    "shapes": [({"image_size": 7}, "image_size"), ({"channels": 2}, "channels"), ({"val_fraction": -0.1}, "val_fraction"),
-               ({"num_samples": 1}, "num_samples"), ({"num_samples": 2, "val_fraction": 0.9}, "num_samples")],
+    "digits": [({"image_size": 2}, "image_size"), ({"image_size": 0}, "image_size"),
+               ({"image_size": True}, "image_size")],
+    "moons": [({"val_fraction": 1.0}, "val_fraction"), ({"val_fraction": -0.1}, "val_fraction"),
+              ({"noise": -0.1}, "noise"), ({"num_samples": 1}, "num_samples"),
+              ({"num_samples": 2, "val_fraction": 0.9}, "num_samples")],
+    "shapes": [({"image_size": 7}, "image_size"), ({"channels": 2}, "channels"),
+               ({"val_fraction": -0.1}, "val_fraction"), ({"num_samples": 1}, "num_samples"),
+               ({"num_samples": 2, "val_fraction": 0.9}, "num_samples")],
 }
 
 CASES = [(name, kwargs, key) for name in MODULES for kwargs, key in SHARED + OWN[name]]
 
 
-@pytest.mark.parametrize("name, kwargs, key", CASES, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw, _ in CASES])
+@pytest.mark.parametrize("name, kwargs, key", CASES,
+                         ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw, _ in CASES])
 def test_bad_config_is_rejected(name: str, kwargs: dict, key: str) -> None:
     with pytest.raises(ValueError, match=rf"^dataset\.{key}="):
         MODULES[name](**kwargs)

@@ -25,7 +25,8 @@ CHOSEN = {"shapes": {"channels"}, "image_folder": {"channels"}}  # the facts a u
 
 # Two optimizer steps of a small network, one checkpoint, nothing scored.
 TWO_STEPS = ["trainer.max_steps=2", "dataset.batch_size=16", "callbacks.rich_progress_bar=null", "metrics=[]",
-             "callbacks.model_checkpoint.every_n_train_steps=2", "callbacks.sample_grid.every_n_steps=100", "sampler.steps=2"]
+             "callbacks.model_checkpoint.every_n_train_steps=2", "callbacks.sample_grid.every_n_steps=100",
+             "sampler.steps=2"]
 
 
 @pytest.mark.parametrize(
@@ -45,8 +46,9 @@ def test_each_data_module_states_its_facts(datamodule, expected):
 
 
 def test_data_facts_are_checked():
-    for bad, key in [(dict(shape=()), "shape"), (dict(shape=(1, 0, 8)), "shape"), (dict(shape=(2,), num_classes=0), "num_classes"),
-                     (dict(shape=(2,), num_bins=1), "num_bins"), (dict(shape=(2,), num_classes=True), "num_classes")]:
+    for bad, key in [(dict(shape=()), "shape"), (dict(shape=(1, 0, 8)), "shape"),
+                     (dict(shape=(2,), num_classes=0), "num_classes"), (dict(shape=(2,), num_bins=1), "num_bins"),
+                     (dict(shape=(2,), num_classes=True), "num_classes")]:
         with pytest.raises(ValueError, match=key):
             DataFacts(**bad)
 
@@ -61,7 +63,8 @@ def test_dataset_configs_hold_only_what_a_user_chooses(name):
 def test_backbone_configs_do_not_read_the_dataset():
     for path in (CONF / "backbone").glob("*.yaml"):
         node = yaml.safe_load(path.read_text())
-        assert "${dataset." not in path.read_text() and not set(node) & {"in_channels", "image_size", "data_dim", "num_classes"}, path
+        assert ("${dataset." not in path.read_text()
+                and not set(node) & {"in_channels", "image_size", "data_dim", "num_classes"}), path
 
 
 def test_cfg_job_shows_no_fact_under_dataset(tmp_path):
@@ -74,8 +77,10 @@ def test_cfg_job_shows_no_fact_under_dataset(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["backbone=mlp"], "backbone difflab.backbones.MLP takes vectors [D], but dataset=digits gives data of shape [1, 8, 8]"),
-        (["dataset=moons"], "backbone difflab.backbones.UNet takes square images [C, S, S], but dataset=moons gives data of shape [2]"),
+        (["backbone=mlp"],
+         "backbone difflab.backbones.MLP takes vectors [D], but dataset=digits gives data of shape [1, 8, 8]"),
+        (["dataset=moons"],
+         "backbone difflab.backbones.UNet takes square images [C, S, S], but dataset=moons gives data of shape [2]"),
     ],
 )
 def test_a_backbone_for_other_data_is_refused_naming_both(overrides, message, tmp_path, hydra_cleanup):
@@ -96,12 +101,16 @@ def test_conditioning_needs_classes(tmp_path, hydra_cleanup):
 @pytest.mark.parametrize(
     ("overrides", "facts", "num_bins"),
     [
-        (["conditioning.enabled=true", "backbone.base_channels=16"], DataFacts((1, 8, 8), num_classes=10, num_bins=17), 17),
-        (["experiment=moons"], DataFacts((2,), num_classes=2, num_bins=None), 256),  # continuous: the objective's own setting
+        (["conditioning.enabled=true", "backbone.base_channels=16"],
+         DataFacts((1, 8, 8), num_classes=10, num_bins=17), 17),
+        # continuous: the objective's own setting
+        (["experiment=moons"], DataFacts((2,), num_classes=2, num_bins=None), 256),
     ],
     ids=["digits_conditional", "moons"],
 )
-def test_a_checkpoint_rebuilds_its_model_from_the_recorded_facts(overrides, facts, num_bins, tmp_path, hydra_cleanup, one_thread):
+def test_a_checkpoint_rebuilds_its_model_from_the_recorded_facts(
+    overrides, facts, num_bins, tmp_path, hydra_cleanup, one_thread
+):
     run = tmp_path / "run"
     train(compose_config("train", [*overrides, *TWO_STEPS], run))
     assert yaml.safe_load((run / "resolved_config.yaml").read_text())["data"] == facts.as_config()
@@ -113,7 +122,8 @@ def test_a_checkpoint_rebuilds_its_model_from_the_recorded_facts(overrides, fact
     assert module.data_shape == facts.shape and module.objective.num_bins == num_bins
     assert module.num_classes == (facts.num_classes if cfg.conditioning.enabled else None)
     state = module.state_dict()
-    assert state.keys() == checkpoint["state_dict"].keys() and all(torch.equal(state[k], v) for k, v in checkpoint["state_dict"].items())
+    assert (state.keys() == checkpoint["state_dict"].keys()
+            and all(torch.equal(state[k], v) for k, v in checkpoint["state_dict"].items()))
     samples = module.sample(make_sampler("ddim", schedule=module.schedule, steps=2), 3)
     assert samples.shape == (3, *facts.shape) and torch.isfinite(samples).all()
 
@@ -132,7 +142,8 @@ def test_resume_compares_the_data_facts_and_the_whole_schedule(tmp_path, hydra_c
 
     saved = {CHECKPOINT_KEY: {"config": run_config()}}
     assert config_mismatches(saved, run_config()) == []
-    assert config_mismatches(saved, run_config(facts=DataFacts((1, 16, 16), 10, 17))) == ["data.shape: [1, 8, 8] -> [1, 16, 16]"]
+    assert config_mismatches(saved, run_config(facts=DataFacts((1, 16, 16), 10, 17))) == [
+        "data.shape: [1, 8, 8] -> [1, 16, 16]"]
     assert config_mismatches(saved, run_config(facts=None)) == []  # facts not known yet: not compared
     assert config_mismatches(saved, run_config("schedule.beta_end=0.03")) == ["schedule.beta_end: 0.02 -> 0.03"]
     # The classes size only a conditional model's label embedding.

@@ -57,7 +57,8 @@ def test_mnist_idx_files_are_read_as_uint8_images(cls, folder, tmp_path):
     assert dm.train_dataset.labels.tolist() == [k % 10 for k in range(24)]
     assert len(dm.val_dataset) == 12  # the test split (t10k) is the val split
     x, y = dm.train_dataset.tensors
-    assert x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1 and torch.equal(x, to_unit_range(dm.train_dataset.images))
+    assert (x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
+            and torch.equal(x, to_unit_range(dm.train_dataset.images)))
     # image_size 32 pads the 28x28 digits with background (-1), keeping every original pixel.
     padded = cls(root=str(tmp_path), download=False, image_size=32)
     real = padded.real_samples("train", 3)
@@ -94,7 +95,8 @@ def test_missing_files_offline_fail_fast_naming_the_directory(name, tmp_path, mo
     assert time.perf_counter() - start < 10
     message = str(err.value)
     expected = "data_batch_1" if name == "cifar10" else "train-images-idx3-ubyte"
-    assert str(root) in message and expected in message and "cannot be reached" in message and "download=true" in message
+    assert (str(root) in message and expected in message and "cannot be reached" in message
+            and "download=true" in message)
     # The same through difflab-train: a one-line config error before the trainer exists.
     cfg = compose_config("train", [f"dataset={name}", f"dataset.root={root}", *TRAIN], tmp_path / "run")
     start = time.perf_counter()
@@ -218,7 +220,8 @@ def test_flipped_batches_depend_only_on_seed_step_and_rank(tmp_path):
     # Never flipped: validation batches, reference samples, hflip=false.
     assert torch.equal(next(iter(dm.val_dataloader()))[0], to_unit_range(dm.val_dataset.images))
     assert torch.equal(dm.real_samples("train"), to_unit_range(dm.train_dataset.images))
-    plain_dm = CIFAR10DataModule(root=str(tmp_path), download=False, verify_md5=False, hflip=False, batch_size=4, seed=3)
+    plain_dm = CIFAR10DataModule(root=str(tmp_path), download=False, verify_md5=False, hflip=False, batch_size=4,
+                                 seed=3)
     unflipped = take(plain_dm.train_dataloader(), 2)
     assert torch.equal(unflipped[0], to_unit_range(plain_dm.train_dataset.images[sampler.batch_at(0)]))
 
@@ -227,7 +230,8 @@ def test_flipped_batches_depend_only_on_seed_step_and_rank(tmp_path):
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "image_folder"])
 def test_trains_a_few_steps(name, tmp_path, hydra_cleanup, one_thread):
     root = write_fake(name, tmp_path / "data")
-    extra = {"cifar10": ["dataset.verify_md5=false"], "image_folder": ["dataset.hflip=true", "conditioning.enabled=true"]}.get(name, [])
+    extra = {"cifar10": ["dataset.verify_md5=false"],
+             "image_folder": ["dataset.hflip=true", "conditioning.enabled=true"]}.get(name, [])
     cfg = compose_config("train", [f"dataset={name}", f"dataset.root={root}", *TRAIN, *extra], tmp_path / "run")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -17,7 +17,8 @@ from difflab.train import train
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
 def test_missing_extractor_says_how_to_build_it(name, tmp_path, hydra_cleanup):
     root = write_fake(name, tmp_path / "data")
-    cfg = compose_config("train", [f"dataset={name}", f"dataset.root={root}", "metrics=[fid]", "backbone=unet_small"], tmp_path / "run")
+    cfg = compose_config("train", [f"dataset={name}", f"dataset.root={root}", "metrics=[fid]", "backbone=unet_small"],
+                         tmp_path / "run")
     assert cfg.features.name == name and not (lenet.WEIGHTS_DIR / f"{name}_lenet.json").exists()
     with pytest.raises(ConfigError, match=f"python -m difflab.metrics.train_extractor {name} --root <dir>"):
         train(cfg)
@@ -36,11 +37,13 @@ def test_train_extractor_builds_mnist_features_that_score_a_run(tmp_path, monkey
     assert record["train_images"] == 64 and record["test_images"] == 16
     # dataset=mnist with metrics=[fid] now scores FID on those features during training.
     overrides = [
-        "dataset=mnist", f"dataset.root={root}", "metrics=[fid]", "metrics.fid.num_samples=8", "evaluation.every_n_steps=2",
-        "evaluation.reference.split=val", "evaluation.sampler.steps=2", "evaluation.batch_size=8", f"paths.cache_dir={tmp_path / 'cache'}",
+        "dataset=mnist", f"dataset.root={root}", "metrics=[fid]", "metrics.fid.num_samples=8",
+        "evaluation.every_n_steps=2", "evaluation.reference.split=val", "evaluation.sampler.steps=2",
+        "evaluation.batch_size=8", f"paths.cache_dir={tmp_path / 'cache'}",
         "trainer.max_steps=2", "dataset.batch_size=8", "callbacks.rich_progress_bar=null", "backbone=unet_small",
         "backbone.base_channels=16", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
-        "callbacks.model_checkpoint.every_n_train_steps=2", "callbacks.sample_grid.every_n_steps=100", "sampler.steps=2",
+        "callbacks.model_checkpoint.every_n_train_steps=2", "callbacks.sample_grid.every_n_steps=100",
+        "sampler.steps=2",
     ]
     metrics = train(compose_config("train", overrides, tmp_path / "run"))
     fid = [k for k in metrics if k.startswith("val/fid_mnist-lenet_n8")]

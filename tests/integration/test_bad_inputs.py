@@ -12,7 +12,8 @@ from conftest import code_running_pickle, compose_config, run_cli
 from difflab.train import train
 
 TINY = ["dataset.batch_size=16", "backbone.base_channels=16", "backbone.num_groups=8", "backbone.num_res_blocks=1",
-        "trainer.max_steps=2", "callbacks.rich_progress_bar=null", "metrics=[]", "callbacks.sample_grid.every_n_steps=100"]
+        "trainer.max_steps=2", "callbacks.rich_progress_bar=null", "metrics=[]",
+        "callbacks.sample_grid.every_n_steps=100"]
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +38,27 @@ def bad_inputs(checkpoint, tmp_path) -> list[tuple[list[str], str]]:
     return [
         (["schedule.num_timesteps=1"], "schedule.num_timesteps=1 must be an integer >= 2"),
         (["schedule.beta_end=1.5"], "beta_end after rescaling by 1000/T = 1 is 1.5, outside (0, 1)"),
-        (["schedule=polynomial", "schedule.beta_start=0.02", "schedule.beta_end=0.0001"], "beta_end=0.0001 must be greater than beta_start=0.02"),
+        (["schedule=polynomial", "schedule.beta_start=0.02", "schedule.beta_end=0.0001"],
+         "beta_end=0.0001 must be greater than beta_start=0.02"),
         (["sampler.steps=2000"], "sampler.steps=2000 must be an integer in [1, schedule.num_timesteps=1000]"),
         (["sampler.steps=0"], "sampler.steps=0 must be an integer in [1, schedule.num_timesteps=1000]"),
         (["sampler.eta=-0.5"], "sampler.eta=-0.5 must be >= 0"),
         (["metrics=[fid]", "schedule.num_timesteps=10", "schedule.rescale_to_timesteps=false", "sampler.steps=10"],
          "evaluation.sampler.steps=20 must be an integer in [1, schedule.num_timesteps=10]"),
-        (["dataset.image_size=12", "backbone=unet_small"], "attention_resolutions contains 8, but this U-Net only has resolutions [12, 6, 3]"),
-        (["dataset=shapes"], "attention_resolutions contains 4, but this U-Net only has resolutions [16, 8] for image_size=16"),
+        (["dataset.image_size=12", "backbone=unet_small"],
+         "attention_resolutions contains 8, but this U-Net only has resolutions [12, 6, 3]"),
+        (["dataset=shapes"],
+         "attention_resolutions contains 4, but this U-Net only has resolutions [16, 8] for image_size=16"),
         (["dataset.batch_size=0"], "dataset.batch_size=0 must be an integer >= 1"),
         (["metrics=[fid]", "metrics.fid.num_samples=1"], "metrics.fid.num_samples=1 must be an integer >= 2"),
-        (["metrics=[fid]", "evaluation.reference.num_samples=5000"], "evaluation.reference.num_samples=5000 must lie in [2, 1437]"),
+        (["metrics=[fid]", "evaluation.reference.num_samples=5000"],
+         "evaluation.reference.num_samples=5000 must lie in [2, 1437]"),
         (["metrics=[fid]", "features=inception"], "features=inception needs the Inception-v3 weights"),
         (["ema.decay=1.5"], "ema.decay=1.5 must lie in [0, 1)"),
         (["conditioning.label_dropout=2"], "conditioning.label_dropout=2 must lie in [0, 1)"),
         (["optim.optimizer.lr=-1"], "optim.optimizer: Invalid learning rate: -1"),
-        (["objective.prediction_type=sample"], "objective.prediction_type='sample' is not known; choose one of ['eps', 'x0', 'v']"),
+        (["objective.prediction_type=sample"],
+         "objective.prediction_type='sample' is not known; choose one of ['eps', 'x0', 'v']"),
         (["sampler.timestep_spacing=middle"], "sampler.timestep_spacing='middle' is not known"),
         (["trainer.precision=64-bad"], "Precision '64-bad' is invalid"),
         (["evaluation.monitor_metric=precision"], "evaluation.monitor_metric='precision' cannot pick checkpoints"),
@@ -60,9 +66,11 @@ def bad_inputs(checkpoint, tmp_path) -> list[tuple[list[str], str]]:
         ([f"ckpt_path={tmp_path / 'missing.ckpt'}"], "missing.ckpt' does not exist or is not a file"),
         ([f"ckpt_path={not_difflab}"], "is not a difflab checkpoint"),
         ([f"ckpt_path={truncated}"], "is not a loadable checkpoint"),
-        ([f"ckpt_path={checkpoint}", "backbone.base_channels=32"], "was trained with other model settings (backbone.base_channels: 16 -> 32"),
+        ([f"ckpt_path={checkpoint}", "backbone.base_channels=32"],
+         "was trained with other model settings (backbone.base_channels: 16 -> 32"),
         (["ckpt_path=last"], "ckpt_path=last found no checkpoints/last.ckpt"),
-        ([f"hydra.run.dir={blocker / 'run'}"], f"hydra.run.dir='{blocker / 'run'}' cannot be created: {blocker} is not a directory"),
+        ([f"hydra.run.dir={blocker / 'run'}"],
+         f"hydra.run.dir='{blocker / 'run'}' cannot be created: {blocker} is not a directory"),
     ]
 
 
@@ -80,7 +88,8 @@ def test_a_table_of_bad_inputs_each_stops_early_with_one_line(checkpoint, tmp_pa
 
     def run(index: int) -> tuple[int, float, object]:
         overrides, _ = cases[index]
-        run_dir = [o for o in overrides if o.startswith("hydra.run.dir=")] or [f"hydra.run.dir={tmp_path / f'run{index}'}"]
+        run_dir = ([o for o in overrides if o.startswith("hydra.run.dir=")]
+                   or [f"hydra.run.dir={tmp_path / f'run{index}'}"])
         start = time.perf_counter()
         result = run_cli("train", *TINY, *[o for o in overrides if not o.startswith("hydra.run.dir=")], *run_dir,
                          cwd=tmp_path, env={"TORCH_HOME": str(tmp_path / "torch")})
@@ -93,7 +102,8 @@ def test_a_table_of_bad_inputs_each_stops_early_with_one_line(checkpoint, tmp_pa
         overrides, expected = cases[index]
         lines = result.stderr.strip().splitlines()
         last = lines[-1] if lines else ""
-        if result.returncode == 0 or not last.startswith("difflab-train: error:") or expected not in last or "Traceback" in result.stderr:
+        if (result.returncode == 0 or not last.startswith("difflab-train: error:") or expected not in last
+                or "Traceback" in result.stderr):
             problems.append(f"{overrides}: exit {result.returncode}, last line {last!r}")
         run_dir = tmp_path / f"run{index}"
         if (run_dir / "checkpoints").exists() or list(run_dir.glob("**/*.ckpt")) or list(run_dir.glob("**/*.tmp")):

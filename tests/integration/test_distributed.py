@@ -6,7 +6,8 @@ import torch
 from conftest import run_cli
 
 TINY = [
-    "dataset=digits", "dataset.batch_size=16", "backbone.base_channels=16", "backbone.num_groups=8", "backbone.num_res_blocks=1",
+    "dataset=digits", "dataset.batch_size=16", "backbone.base_channels=16", "backbone.num_groups=8",
+    "backbone.num_res_blocks=1",
     "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
     "callbacks.model_checkpoint.every_n_train_steps=2", "callbacks.sample_grid.every_n_steps=2",
     "callbacks.sample_grid.num_samples=4", "sampler.steps=2", "callbacks.rich_progress_bar=null",
@@ -28,7 +29,8 @@ def test_ddp_cpu_runs_two_processes_into_one_directory(tmp_path):
 
 def test_multirun_with_ddp_cpu_keeps_one_directory_per_job(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli("train", "--multirun", "schedule=linear,cosine", "trainer=ddp_cpu", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = run_cli("train", "--multirun", "schedule=linear,cosine", "trainer=ddp_cpu", *TINY,
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
     for job, schedule in (("0", "linear"), ("1", "cosine")):

@@ -43,8 +43,9 @@ def metric_rows(run_dir) -> list[dict[str, str]]:
 def test_inception_features_run_end_to_end_with_weights_present(tmp_path, inception_weights, hydra_cleanup):
     run = tmp_path / "run"
     cfg = compose_config("train", [*TINY, "features=inception", f"features.weights_path={inception_weights}",
-                                   "metrics.fid.num_samples=8", "evaluation.reference.num_samples=12", "evaluation.every_n_steps=4",
-                                   "evaluation.sampler.steps=2", "evaluation.batch_size=4", f"paths.root_dir={tmp_path}"], run)
+                                   "metrics.fid.num_samples=8", "evaluation.reference.num_samples=12",
+                                   "evaluation.every_n_steps=4", "evaluation.sampler.steps=2",
+                                   "evaluation.batch_size=4", f"paths.root_dir={tmp_path}"], run)
     train(cfg)
     name = "val/fid_inception_n8_dpmpp2m2"
     values = [float(r[name]) for r in metric_rows(run) if r.get(name)]
@@ -78,9 +79,9 @@ def test_ddp_fid_equals_one_process_and_evaluate_sweeps_samplers(tmp_path):
     """The callback's FID under trainer=ddp_cpu (each rank draws half the samples) equals difflab-evaluate's
     single-process FID of the same checkpoint and seed; a --multirun over steps writes one row per run."""
     run = tmp_path / "run"
-    result = run_cli("train", "trainer=ddp_cpu", *TINY, "metrics=[fid,kid]", "metrics.fid.num_samples=60", "metrics.kid.num_samples=60",
-                     "metrics.kid.subset_size=30", "evaluation.every_n_steps=4", "evaluation.sampler.steps=3", "evaluation.batch_size=16",
-                     f"hydra.run.dir={run}", cwd=tmp_path)
+    result = run_cli("train", "trainer=ddp_cpu", *TINY, "metrics=[fid,kid]", "metrics.fid.num_samples=60",
+                     "metrics.kid.num_samples=60", "metrics.kid.subset_size=30", "evaluation.every_n_steps=4",
+                     "evaluation.sampler.steps=3", "evaluation.batch_size=16", f"hydra.run.dir={run}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     name = "val/fid_digits-lenet_n60_dpmpp2m3"
     ddp_value = [float(r[name]) for r in metric_rows(run) if r.get(name)]

@@ -26,7 +26,8 @@ HERE = Path(__file__).resolve().parent
 # A small U-Net with dropout, LR warm-up and EMA; a checkpoint every 4 steps, every loss logged.
 TINY = [
     "dataset.batch_size=32", "backbone.base_channels=16", "backbone.num_groups=8", "backbone.num_res_blocks=1",
-    "backbone.dropout=0.1", "optim.warmup_steps=5", "ema.decay=0.99", "trainer.max_steps=16", "trainer.val_check_interval=8",
+    "backbone.dropout=0.1", "optim.warmup_steps=5", "ema.decay=0.99", "trainer.max_steps=16",
+    "trainer.val_check_interval=8",
     "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "callbacks.model_checkpoint.every_n_train_steps=4",
     "callbacks.sample_grid.every_n_steps=100", "callbacks.rich_progress_bar=null", "metrics=[]",
 ]
@@ -89,7 +90,8 @@ def test_sigkill_mid_run_then_ckpt_path_last_ends_like_an_uninterrupted_run(unin
     step index 7) to the loggers. The resume starts after that step, so the row must already be on disk."""
     run = tmp_path / "run"
     args = [*TINY, f"hydra.run.dir={run}"]
-    killed(start([*args, plugin_override("KillingCheckpointIO", step=8, file="last.ckpt", moment="after_rename")], tmp_path))
+    killed(start([*args, plugin_override("KillingCheckpointIO", step=8, file="last.ckpt", moment="after_rename")],
+                 tmp_path))
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
     assert not (run / "checkpoints" / "step_0000012.ckpt").exists()
     assert sorted(csv_values(run)["train/loss"]) == list(range(8))  # steps 0..7: all the killed run did
@@ -101,7 +103,8 @@ def test_sigkill_mid_run_then_ckpt_path_last_ends_like_an_uninterrupted_run(unin
 def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one_loadable(uninterrupted, tmp_path):
     run = tmp_path / "run"
     args = [*TINY, f"hydra.run.dir={run}"]
-    killed(start([*args, plugin_override("KillingCheckpointIO", step=8, file="step_0000008.ckpt", moment="before_rename")], tmp_path))
+    killed(start([*args, plugin_override("KillingCheckpointIO", step=8, file="step_0000008.ckpt",
+                                         moment="before_rename")], tmp_path))
     checkpoints = run / "checkpoints"
     assert not (checkpoints / "step_0000008.ckpt").exists()  # the half-written file never took the name
     assert len(list(checkpoints.glob(".step_0000008.ckpt.*.tmp"))) == 1
@@ -117,18 +120,21 @@ def test_every_checkpoint_is_written_after_the_values_logged_before_it_are_on_di
     run = tmp_path / "run"
     fid = "val/fid_digits-lenet_n20_dpmpp2m2"
     overrides = [*[o for o in TINY if not o.startswith(("trainer.max_steps", "metrics="))], "trainer.max_steps=8",
-                 "logger=many", "~logger.wandb", "metrics=[fid]", "metrics.fid.num_samples=20", "evaluation.every_n_steps=4",
-                 "evaluation.reference.num_samples=40", "evaluation.sampler.steps=2", "evaluation.batch_size=20",
+                 "logger=many", "~logger.wandb", "metrics=[fid]", "metrics.fid.num_samples=20",
+                 "evaluation.every_n_steps=4", "evaluation.reference.num_samples=40", "evaluation.sampler.steps=2",
+                 "evaluation.batch_size=20",
                  f"paths.root_dir={tmp_path}", plugin_override("RecordingCheckpointIO")]
     train(compose_config("train", overrides, run))
     written = [(r["file"], r["step"]) for r in checkpoint_hooks.RECORDS]
-    assert sorted(w for w in written if w[0] != "best.ckpt") == [("last.ckpt", 4), ("last.ckpt", 8), ("step_0000004.ckpt", 4), ("step_0000008.ckpt", 8)]
+    assert sorted(w for w in written if w[0] != "best.ckpt") == [("last.ckpt", 4), ("last.ckpt", 8),
+                                                                 ("step_0000004.ckpt", 4), ("step_0000008.ckpt", 8)]
     assert ("best.ckpt", 4) in written
     for record in checkpoint_hooks.RECORDS:
         step = record["step"]
         for source in ("csv", "tensorboard"):
             values = record[source]
-            assert sorted(s for s in values["train/loss"] if s < step) == list(range(step)), (record["file"], step, source)
+            assert sorted(s for s in values["train/loss"] if s < step) == list(range(step)), (
+                record["file"], step, source)
             assert step in values[fid], (record["file"], step, source)  # this step's evaluation (best.ckpt reads it)
 
 
@@ -172,12 +178,14 @@ def test_a_nan_loss_stops_the_run_at_once_and_keeps_the_last_good_checkpoint(tmp
 
 def test_a_diverging_run_stops_with_one_line_and_exit_status_1(tmp_path):
     """Through the command line: a learning rate of 1e30 sends the weights to inf after the first step."""
-    result = subprocess.run([sys.executable, "-m", "difflab.train", *TINY, "optim.optimizer.lr=1e30", "optim.warmup_steps=0",
-                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env={**os.environ, "DIFFLAB_ROOT": str(tmp_path)},
+    result = subprocess.run([sys.executable, "-m", "difflab.train", *TINY, "optim.optimizer.lr=1e30",
+                             "optim.warmup_steps=0", f"hydra.run.dir={tmp_path / 'run'}"],
+                            cwd=tmp_path, env={**os.environ, "DIFFLAB_ROOT": str(tmp_path)},
                             capture_output=True, text=True, timeout=300)
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 1, result.stderr[-2000:]
-    assert re.match(r"difflab-train: error: the training loss is (nan|inf) at step 2: the run stopped there\. Last good checkpoint: none was written$", last), last
+    assert re.match(r"difflab-train: error: the training loss is (nan|inf) at step 2: the run stopped there\. "
+                    r"Last good checkpoint: none was written$", last), last
     assert "Traceback" not in result.stderr
 
 
@@ -202,7 +210,8 @@ def test_unreachable_wandb_falls_back_to_offline_with_one_warning(tmp_path, monk
     assert attempts[0] == (("127.0.0.1", 9), 3.0)
     assert logger._offline
     assert [str(w.message) for w in caught if "W&B" in str(w.message)] == [
-        "W&B: 127.0.0.1:9 cannot be reached (Connection refused); logging offline instead (sync later with `wandb sync`)"]
+        "W&B: 127.0.0.1:9 cannot be reached (Connection refused); "
+        "logging offline instead (sync later with `wandb sync`)"]
 
 
 def test_a_wandb_run_that_fails_to_start_online_continues_offline(tmp_path, monkeypatch):
@@ -221,7 +230,8 @@ def test_a_wandb_run_that_fails_to_start_online_continues_offline(tmp_path, monk
     monkeypatch.setattr(wandb, "init", init)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     logger = FallbackWandbLogger(offline=False, project="difflab", save_dir=str(tmp_path))
-    with pytest.warns(UserWarning, match="W&B could not start an online run .*AuthenticationError: API key rejected.*logging offline"):
+    with pytest.warns(UserWarning, match="W&B could not start an online run .*AuthenticationError: "
+                                         "API key rejected.*logging offline"):
         experiment = logger.experiment
     try:
         assert modes == [None, "offline"] and experiment.settings.mode == "offline"

@@ -46,7 +46,8 @@ def test_precision_on_cpu(precision, dtype, tmp_path, hydra_cleanup):
     """Under bf16-mixed the backbone really runs in bfloat16 (autocast on the CPU), training and validation."""
     DTYPES.clear()
     metrics = train(compose_config("train", [*SHORT, f"trainer.precision={precision}",
-                                             "+callbacks.dtype_probe._target_=test_loggers_precision.DtypeProbe"], tmp_path))
+                                             "+callbacks.dtype_probe._target_=test_loggers_precision.DtypeProbe"],
+                                   tmp_path))
     assert 0 < metrics["train/loss"] < 10
     assert sum(training for training, _ in DTYPES) == 4 and sum(not training for training, _ in DTYPES) == 2
     assert {d for _, d in DTYPES} == {dtype}

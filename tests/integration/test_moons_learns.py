@@ -27,7 +27,8 @@ def distance_to_moons(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def test_moons_are_learned(tmp_path, hydra_cleanup):
     cfg = compose_config("train", ["experiment=moons", "trainer.max_steps=3000", "callbacks.rich_progress_bar=null",
-                                   "callbacks.sample_grid.every_n_steps=100000", "callbacks.sample_grid.num_samples=16"], tmp_path)
+                                   "callbacks.sample_grid.every_n_steps=100000",
+                                   "callbacks.sample_grid.num_samples=16"], tmp_path)
     train(cfg)
     module, _ = module_from_checkpoint(load_checkpoint(tmp_path / "checkpoints" / "last.ckpt"))
     samples = module.sample(make_sampler("ddpm", schedule=module.schedule, steps=1000), 2000, seed=1)
@@ -46,8 +47,9 @@ def fit_moons(objective: str, loss: str, tmp_path) -> tuple[float, float]:
     """Train experiment=moons for 2,000 steps with this objective and loss; (fraction on the moons, balance)."""
     cfg = compose_config("train", [
         "experiment=moons", f"objective={objective}", f"objective.loss={loss}", "trainer.max_steps=2000",
-        "callbacks.rich_progress_bar=null", "callbacks.sample_grid.every_n_steps=100000", "callbacks.sample_grid.num_samples=16",
-        "callbacks.model_checkpoint.every_n_train_steps=2000", "trainer.val_check_interval=2000",
+        "callbacks.rich_progress_bar=null", "callbacks.sample_grid.every_n_steps=100000",
+        "callbacks.sample_grid.num_samples=16", "callbacks.model_checkpoint.every_n_train_steps=2000",
+        "trainer.val_check_interval=2000",
     ], tmp_path)
     train(cfg)
     module, _ = module_from_checkpoint(load_checkpoint(tmp_path / "checkpoints" / "last.ckpt"))
@@ -59,7 +61,8 @@ def fit_moons(objective: str, loss: str, tmp_path) -> tuple[float, float]:
 
 # Every objective and every loss once in the default suite; the full 3 x 3 grid is marked slow.
 DIAGONAL = [("x0", "l1"), ("v", "huber")]
-GRID = [(o, l) for o in ("eps", "x0", "v") for l in ("l2", "l1", "huber") if (o, l) not in DIAGONAL and (o, l) != ("eps", "l2")]
+GRID = [(o, loss) for o in ("eps", "x0", "v") for loss in ("l2", "l1", "huber")
+        if (o, loss) not in DIAGONAL and (o, loss) != ("eps", "l2")]
 
 
 @pytest.mark.parametrize(("objective", "loss"), DIAGONAL + [pytest.param(*c, marks=pytest.mark.slow) for c in GRID])

@@ -12,9 +12,10 @@ from difflab.train import train
 
 # A small U-Net with dropout (so the dropout RNG must be restored too), LR warm-up and EMA.
 OVERRIDES = [
-    "dataset=digits", "dataset.batch_size=32", "backbone=unet_tiny", "backbone.base_channels=16", "backbone.num_groups=8",
-    "backbone.num_res_blocks=1", "backbone.dropout=0.1", "optim.warmup_steps=5", "ema.decay=0.99",
-    "trainer.max_steps=12", "trainer.val_check_interval=6", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1",
+    "dataset=digits", "dataset.batch_size=32", "backbone=unet_tiny", "backbone.base_channels=16",
+    "backbone.num_groups=8", "backbone.num_res_blocks=1", "backbone.dropout=0.1", "optim.warmup_steps=5",
+    "ema.decay=0.99", "trainer.max_steps=12", "trainer.val_check_interval=6", "trainer.limit_val_batches=1",
+    "trainer.log_every_n_steps=1",
     "callbacks.model_checkpoint.every_n_train_steps=6", "callbacks.sample_grid.every_n_steps=100",
     "callbacks.sample_grid.num_samples=4", "sampler.steps=2",
 ]

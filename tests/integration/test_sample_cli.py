@@ -14,14 +14,15 @@ from difflab.train import train
 
 def test_sample_from_checkpoint(tmp_path, hydra_cleanup):
     run = tmp_path / "run"
-    train(compose_config("train", ["dataset=moons", "backbone=mlp", "trainer.max_steps=3", "callbacks.rich_progress_bar=null",
+    train(compose_config("train", ["dataset=moons", "backbone=mlp", "trainer.max_steps=3",
+                                   "callbacks.rich_progress_bar=null",
                                    "callbacks.model_checkpoint.every_n_train_steps=3", "sampler.steps=4"], run))
     ckpt = run / "checkpoints" / "last.ckpt"
     outs = []
     for batch_size in (20, 7):
         out = tmp_path / f"samples_bs{batch_size}"
-        result = run_cli("sample", f"ckpt_path={ckpt}", "n=20", f"batch_size={batch_size}", "sampler=ddpm", "sampler.steps=10",
-                         f"hydra.run.dir={out}", cwd=tmp_path)
+        result = run_cli("sample", f"ckpt_path={ckpt}", "n=20", f"batch_size={batch_size}", "sampler=ddpm",
+                         "sampler.steps=10", f"hydra.run.dir={out}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
         assert "10 model evaluations" in result.stdout
         assert (out / "samples.png").is_file()
@@ -42,7 +43,8 @@ def test_sample_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
 @pytest.mark.parametrize("sampler_name", ["ddpm", "dpmpp_2m"])
 def test_the_same_seed_gives_the_same_samples_with_batch_sizes_1_7_and_64(sampler_name, tmp_path, hydra_cleanup):
     """Sample i's noise (initial and per step) depends on (seed, i) only; the batch it is drawn in does not matter."""
-    cfg = compose_config("train", ["conditioning.enabled=true", "backbone.base_channels=16", "backbone.num_groups=8"], tmp_path)
+    cfg = compose_config("train", ["conditioning.enabled=true", "backbone.base_channels=16", "backbone.num_groups=8"],
+                         tmp_path)
     torch.manual_seed(0)
     module = build_module(cfg, DataFacts((1, 8, 8), num_classes=10, num_bins=17)).eval()
     sampler = make_sampler(sampler_name, schedule=module.schedule, steps=10)
@@ -54,7 +56,8 @@ def test_the_same_seed_gives_the_same_samples_with_batch_sizes_1_7_and_64(sample
 
     whole = draw(64)
     for batch_size in (1, 7):
-        torch.testing.assert_close(draw(batch_size), whole, rtol=1e-5, atol=1e-5)  # batched convolutions round differently
+        # batched convolutions round differently
+        torch.testing.assert_close(draw(batch_size), whole, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
         other_seed = module.sample(sampler, 64, seed=6, guidance_scale=2.0)
     assert (other_seed - whole).abs().max() > 0.1

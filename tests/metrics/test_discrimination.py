@@ -61,8 +61,10 @@ def test_reference_statistics_are_cached_under_a_key_of_everything_they_depend_o
     torch.testing.assert_close(first.mu, again.mu, rtol=0, atol=0)
     assert len(list(tmp_path.iterdir())) == 1
     # The loader's batch size is not part of the key; the image size, split and sample count are.
-    assert reference_key({**dataset, "batch_size": 7}, "train", extractor.metric_name, extractor.weights_sha256, len(x_train)) == key
-    other = reference_key({**dataset, "image_size": 16}, "train", extractor.metric_name, extractor.weights_sha256, len(x_train))
+    assert reference_key({**dataset, "batch_size": 7}, "train", extractor.metric_name, extractor.weights_sha256,
+                         len(x_train)) == key
+    other = reference_key({**dataset, "image_size": 16}, "train", extractor.metric_name, extractor.weights_sha256,
+                          len(x_train))
     assert other != key
     fewer = reference_key(dataset, "train", extractor.metric_name, extractor.weights_sha256, 1000)
     reference_statistics(extractor, batches(x_train[:1000]), fewer, tmp_path)

@@ -30,7 +30,8 @@ def test_the_recipe_rebuilds_an_extractor_above_97_percent(digits_splits, tmp_pa
     model = train_lenet(x_tr, y_tr, num_classes=10)
     assert accuracy(model, x_val, y_val) >= 0.97
     path = write_extractor(model, "digits_lenet", {"name": "digits_lenet"}, tmp_path)
-    assert json.loads((tmp_path / "digits_lenet.json").read_text())["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (json.loads((tmp_path / "digits_lenet.json").read_text())["sha256"]
+            == hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 def test_digits_extractor_rejects_other_image_shapes():

@@ -32,7 +32,8 @@ def suite_fid(fake: torch.Tensor, real: torch.Tensor, batch_size: int = 10_000) 
     reference = ReferenceStatistics(real.float(), mu, sigma, key={})
     suite = MetricSuite({"fid": {"num_samples": len(fake)}}, {"fid": "fid"}, torch.nn.Identity(), reference)
     for start in range(0, len(fake), batch_size):
-        suite.update(fake[start:start + batch_size], torch.arange(start, min(start + batch_size, len(fake))), features=True)
+        suite.update(fake[start:start + batch_size], torch.arange(start, min(start + batch_size, len(fake))),
+                     features=True)
     return suite.compute()["fid"]
 
 

@@ -55,7 +55,8 @@ def test_statistics_are_the_features_mean_and_covariance_and_are_cached(images, 
     np.testing.assert_allclose(stats.sigma.numpy(), np.cov(features, rowvar=False), rtol=1e-5, atol=1e-5)
     again, seen, messages = compute(images, key, tmp_path)  # read from the file: no image goes through the extractor
     assert seen == 0 and messages == []
-    assert torch.equal(again.mu, stats.mu) and torch.equal(again.sigma, stats.sigma) and torch.equal(again.features, stats.features)
+    assert (torch.equal(again.mu, stats.mu) and torch.equal(again.sigma, stats.sigma)
+            and torch.equal(again.features, stats.features))
 
 
 def damaged(kind: str, path, marker) -> None:
@@ -82,7 +83,8 @@ def damaged(kind: str, path, marker) -> None:
         raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["truncated", "garbage", "empty", "old format", "missing sigma", "wrong shapes", "not a dict", "would run code"])
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "empty", "old format", "missing sigma", "wrong shapes",
+                                  "not a dict", "would run code"])
 def test_an_unusable_cache_file_is_rebuilt_with_one_warning_naming_it(kind, images, key, tmp_path):
     fresh, _, _ = compute(images, key, tmp_path)
     path = cache_file(tmp_path, key)

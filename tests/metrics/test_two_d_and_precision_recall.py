@@ -16,7 +16,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_w2_equals_the_best_of_all_matchings():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(6, 2, generator=g, dtype=torch.float64), torch.randn(6, 2, generator=g, dtype=torch.float64)
-    brute = min(sum(float((x[i] - y[p]).square().sum()) for i, p in enumerate(perm)) for perm in itertools.permutations(range(6)))
+    brute = min(sum(float((x[i] - y[p]).square().sum()) for i, p in enumerate(perm))
+                for perm in itertools.permutations(range(6)))
     assert wasserstein2(x, y) == pytest.approx(math.sqrt(brute / 6), rel=1e-12)
 
 

@@ -1,4 +1,5 @@
-"""``checkpoints/best.ckpt``: which metric it tracks, decided from the config before the run, and the checkpoint callback."""
+"""``checkpoints/best.ckpt``: which metric it tracks, decided from the config before the run, and the checkpoint
+callback."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def _plain(node: Any) -> Any:
 
 
 def monitored_metric(monitor_metric: str | None, metrics: Mapping[str, Any] | None) -> str | None:
-    """The metric ``best.ckpt`` tracks: ``evaluation.monitor_metric`` with ``auto`` resolved (None: no best checkpoint)."""
+    """The metric ``best.ckpt`` tracks: ``evaluation.monitor_metric`` with ``auto`` resolved (None: no best
+    checkpoint)."""
     options = list(metrics or {})
     if monitor_metric == "auto":
         return next((m for m in MONITOR_PREFERENCE if m in options), None)
@@ -42,7 +44,9 @@ def monitored_metric(monitor_metric: str | None, metrics: Mapping[str, Any] | No
     return monitor_metric
 
 
-def monitor_for(metrics: Mapping[str, Any] | None, features: Mapping[str, Any] | None, evaluation: Mapping[str, Any]) -> Monitor | None:
+def monitor_for(
+    metrics: Mapping[str, Any] | None, features: Mapping[str, Any] | None, evaluation: Mapping[str, Any]
+) -> Monitor | None:
     """The monitor of ``best.ckpt`` for these ``metrics``, ``features`` and ``evaluation`` config nodes, e.g.
     ``Monitor("val/fid_digits-lenet_n1000_dpmpp2m20", "min")``; None when nothing is scored or monitored."""
     metrics, features, evaluation = _plain(metrics) or {}, _plain(features), _plain(evaluation)

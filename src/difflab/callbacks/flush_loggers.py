@@ -78,7 +78,9 @@ class FlushLoggers(pl.Callback):
             connector.log_metrics(new)
             self._sent.update(new)
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         if self._step_pending(trainer):
             self._hand_over(trainer)
         for logger in trainer.loggers:

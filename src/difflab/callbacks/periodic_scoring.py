@@ -31,14 +31,22 @@ class PeriodicScoring(pl.Callback):
     The wall time spent is kept in ``seconds`` and written with every value to ``<run dir>/evaluation.json`` at the end.
     """
 
-    def __init__(self, metrics: Mapping[str, Any] | None, features: Mapping[str, Any] | None, evaluation: Mapping[str, Any], dataset: Mapping[str, Any], output_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        metrics: Mapping[str, Any] | None,
+        features: Mapping[str, Any] | None,
+        evaluation: Mapping[str, Any],
+        dataset: Mapping[str, Any],
+        output_dir: str | None = None,
+    ) -> None:
         evaluation, metrics = _plain(evaluation), _plain(metrics) or {}
         self.every_n_steps = int(evaluation["every_n_steps"])
         if self.every_n_steps < 1:
             raise ValueError(f"evaluation.every_n_steps={self.every_n_steps!r} must be >= 1")
         sampler_cfg = evaluation["sampler"]
         self.evaluator = SampleScorer(
-            metrics=metrics, features=_plain(features), sampler=instantiate(sampler_cfg), sampler_name=sampler_cfg["name"],
+            metrics=metrics, features=_plain(features), sampler=instantiate(sampler_cfg),
+            sampler_name=sampler_cfg["name"],
             sampler_steps=sampler_cfg["steps"], reference=evaluation["reference"], dataset=_plain(dataset),
             seed=int(evaluation["seed"]), batch_size=evaluation["batch_size"], use_ema=bool(evaluation["use_ema"]),
             class_label=evaluation["class_label"], guidance_scale=float(evaluation["guidance_scale"]),
@@ -66,7 +74,8 @@ class PeriodicScoring(pl.Callback):
             for logger in trainer.loggers:
                 logger.log_metrics(results, step=trainer.global_step)
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in results.items()})
-        rank_zero_info(f"step {trainer.global_step}: " + ", ".join(f"{k} = {v:.4f}" for k, v in results.items()) + f" ({time.perf_counter() - start:.1f} s)")
+        rank_zero_info(f"step {trainer.global_step}: " + ", ".join(f"{k} = {v:.4f}" for k, v in results.items())
+                       + f" ({time.perf_counter() - start:.1f} s)")
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if is_due(trainer, batch_idx, self.every_n_steps):
@@ -76,6 +85,7 @@ class PeriodicScoring(pl.Callback):
         if trainer.global_step != self.last_step and trainer.global_step > 0:
             self._evaluate(trainer, pl_module)
         if self.output_dir and trainer.is_global_zero and self.evaluator.metrics:
-            record = {"evaluation_seconds": round(self.seconds, 3), "timings": self.evaluator.timings, "history": self.history}
+            record = {"evaluation_seconds": round(self.seconds, 3), "timings": self.evaluator.timings,
+                      "history": self.history}
             with open(f"{self.output_dir}/evaluation.json", "w") as handle:
                 json.dump(record, handle, indent=2)

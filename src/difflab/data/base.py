@@ -86,7 +86,8 @@ class ArrayDataModule(pl.LightningDataModule):
     data_shape: tuple[int, ...]
     num_classes: int | None = None
     num_bins: int | None = None
-    batches_carry_step: bool = False  # True: the training sampler yields StepBatch (datasets with per-step augmentation)
+    # True: the training sampler yields StepBatch (datasets with per-step augmentation)
+    batches_carry_step: bool = False
 
     def __init__(
         self,
@@ -108,7 +109,8 @@ class ArrayDataModule(pl.LightningDataModule):
         self.seed = int(seed)
         self.pin_memory = bool(pin_memory)
         self.persistent_workers = None if persistent_workers is None else bool(persistent_workers)
-        self.prefetch_factor = None if prefetch_factor is None else check_int("dataset.prefetch_factor", prefetch_factor, 1)
+        self.prefetch_factor = (None if prefetch_factor is None
+                                else check_int("dataset.prefetch_factor", prefetch_factor, 1))
         self.train_dataset: TensorDataset | None = None
         self.val_dataset: TensorDataset | None = None
 
@@ -124,7 +126,8 @@ class ArrayDataModule(pl.LightningDataModule):
     def _loader_kwargs(self) -> dict[str, Any]:
         workers = self.num_workers
         persistent = workers > 0 if self.persistent_workers is None else self.persistent_workers and workers > 0
-        kwargs: dict[str, Any] = {"num_workers": workers, "pin_memory": self.pin_memory, "persistent_workers": persistent}
+        kwargs: dict[str, Any] = {"num_workers": workers, "pin_memory": self.pin_memory,
+                                  "persistent_workers": persistent}
         if workers > 0 and self.prefetch_factor is not None:
             kwargs["prefetch_factor"] = self.prefetch_factor
         return kwargs

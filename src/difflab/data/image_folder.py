@@ -86,13 +86,15 @@ class ImageFolderDataModule(ImageDataModule):
         """``kwargs`` go to :class:`ImageDataModule` (batch_size, num_workers, seed, ...)."""
         super().__init__(hflip=hflip, **kwargs)
         if root is None or not isinstance(root, (str, os.PathLike)) or not str(root):
-            raise ValueError(f"dataset.root={root!r}: set dataset.root=/path/to/images (a folder of images or of class subfolders)")
+            raise ValueError(f"dataset.root={root!r}: set dataset.root=/path/to/images "
+                             "(a folder of images or of class subfolders)")
         check_int("dataset.image_size", image_size, 4)
         if channels not in (1, 3) or isinstance(channels, bool):
             raise ValueError(f"dataset.channels={channels!r} must be 1 (grayscale, mode L) or 3 (RGB)")
         if not isinstance(strict, bool):
             raise ValueError(f"dataset.strict={strict!r} must be true or false")
-        if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction < 1.0:
+        if (isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float))
+                or not 0.0 <= val_fraction < 1.0):
             raise ValueError(f"dataset.val_fraction={val_fraction!r} must be a number in [0, 1)")
         self.root = Path(root).expanduser()
         self.image_size, self.channels, self.strict = image_size, channels, strict
@@ -101,13 +103,14 @@ class ImageFolderDataModule(ImageDataModule):
             raise FileNotFoundError(f"dataset.root={str(self.root)!r} is not an existing directory")
         files, self.classes, loose = scan_folder(self.root)
         if not files:
-            raise FileNotFoundError(f"dataset.root={str(self.root)!r} holds no files (an image folder needs images, or class subfolders of images)")
+            raise FileNotFoundError(f"dataset.root={str(self.root)!r} holds no files "
+                                    "(an image folder needs images, or class subfolders of images)")
         self.num_classes = len(self.classes) or None
         self.images, self.labels, self.skipped = self.decode_all(files)
         if loose:
             warnings.warn(
-                f"dataset=image_folder: {len(loose)} file(s) directly in {self.root} are not in a class subfolder and are not used "
-                f"(first: {loose[0].name})",
+                f"dataset=image_folder: {len(loose)} file(s) directly in {self.root} are not in a class subfolder "
+                f"and are not used (first: {loose[0].name})",
                 stacklevel=2,
             )
 
@@ -119,16 +122,18 @@ class ImageFolderDataModule(ImageDataModule):
                 images.append(decode_image(path, self.image_size, self.channels))
             except Exception as err:  # noqa: BLE001 - PIL raises many kinds of errors for bad files
                 if self.strict:
-                    raise ValueError(f"dataset.strict=true: {path} is not a readable image ({type(err).__name__}: {err})") from None
+                    raise ValueError(
+                        f"dataset.strict=true: {path} is not a readable image ({type(err).__name__}: {err})") from None
                 skipped.append(path)
                 continue
             labels.append(label)
         if not images:
-            raise FileNotFoundError(f"dataset.root={str(self.root)!r}: none of its {len(files)} file(s) is a readable image")
+            raise FileNotFoundError(
+                f"dataset.root={str(self.root)!r}: none of its {len(files)} file(s) is a readable image")
         if skipped:
             warnings.warn(
-                f"dataset=image_folder: skipped {len(skipped)} of {len(files)} file(s) under {self.root} that are not readable "
-                f"images (first: {skipped[0]}); dataset.strict=true makes this an error",
+                f"dataset=image_folder: skipped {len(skipped)} of {len(files)} file(s) under {self.root} "
+                f"that are not readable images (first: {skipped[0]}); dataset.strict=true makes this an error",
                 stacklevel=3,
             )
         return torch.stack(images), torch.tensor(labels, dtype=torch.long), skipped

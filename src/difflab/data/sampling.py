@@ -33,8 +33,8 @@ class StepBatchSampler(Sampler[list[int]]):
     """Yield batches of dataset indices forever, starting at ``start_step``.
 
     Global step ``s`` draws ``batch_size * world_size`` indices: chunk ``s % steps_per_epoch`` of epoch
-    ``s // steps_per_epoch``'s permutation (seeded by ``derive_seed(seed, Stream.DATA_ORDER, epoch)``, the same on every rank);
-    rank ``r`` takes the ``r``-th contiguous block of ``batch_size`` indices of that chunk. The remainder
+    ``s // steps_per_epoch``'s permutation (seeded by ``derive_seed(seed, Stream.DATA_ORDER, epoch)``, the same on
+    every rank); rank ``r`` takes the ``r``-th contiguous block of ``batch_size`` indices of that chunk. The remainder
     ``num_items % (batch_size * world_size)`` of each epoch's permutation is dropped.
 
     A run resumed with ``start_step=N`` therefore sees exactly the batches an uninterrupted run sees at

@@ -24,7 +24,8 @@ from torchvision.datasets.utils import check_integrity
 from difflab.data.images import ImageDataModule
 from difflab.utils.checks import check_int
 
-__all__ = ["MNISTDataModule", "FashionMNISTDataModule", "CIFAR10DataModule", "DOWNLOAD_HOSTS", "PROBE_TIMEOUT", "host_reachable"]
+__all__ = ["MNISTDataModule", "FashionMNISTDataModule", "CIFAR10DataModule", "DOWNLOAD_HOSTS", "PROBE_TIMEOUT",
+           "host_reachable"]
 
 PROBE_TIMEOUT = 3.0  # seconds for the TCP connect that tells whether a download can work at all
 
@@ -109,13 +110,14 @@ class _TorchvisionDataModule(ImageDataModule):
             host, port = DOWNLOAD_HOSTS[self.name]
             if not host_reachable(host, port):
                 raise FileNotFoundError(
-                    f"dataset={self.name}: {self.folder()} lacks {', '.join(missing)} and the download host {host}:{port} "
-                    f"cannot be reached (no network?); {how}"
+                    f"dataset={self.name}: {self.folder()} lacks {', '.join(missing)} "
+                    f"and the download host {host}:{port} cannot be reached (no network?); {how}"
                 )
             try:
                 self.fetch()
             except Exception as err:  # noqa: BLE001 - any download failure ends in the same clear message
-                raise FileNotFoundError(f"dataset={self.name}: downloading into {self.root} failed ({err}); {how}") from None
+                raise FileNotFoundError(
+                    f"dataset={self.name}: downloading into {self.root} failed ({err}); {how}") from None
             missing = self.problems()
             if not missing:
                 return
@@ -149,9 +151,11 @@ class MNISTDataModule(_TorchvisionDataModule):
     torchvision_class: type[tv.MNIST] = tv.MNIST
 
     def __init__(self, image_size: int = 32, **kwargs: Any) -> None:
-        """``image_size`` >= 28 (checked before any file is read); ``kwargs`` go to the common part (root, download, ...)."""
+        """``image_size`` >= 28 (checked before any file is read); ``kwargs`` go to the common part (root, download,
+        ...)."""
         self.image_size = check_int("dataset.image_size", image_size, self.native_size,
-                                    note=f"larger sizes pad the {self.native_size}x{self.native_size} {self.name} images with background")
+                                    note=f"larger sizes pad the {self.native_size}x{self.native_size} {self.name} "
+                                         "images with background")
         super().__init__(**kwargs)
 
     def folder(self) -> Path:
@@ -221,7 +225,8 @@ class CIFAR10DataModule(_TorchvisionDataModule):
             if bad:
                 raise ValueError(
                     f"dataset=cifar10: {', '.join(str(self.folder() / b) for b in bad)} do not match torchvision's md5 "
-                    "sums of CIFAR-10; delete them and download again, or set dataset.verify_md5=false to use them as they are"
+                    "sums of CIFAR-10; delete them and download again, "
+                    "or set dataset.verify_md5=false to use them as they are"
                 )
 
     def fetch(self) -> None:

@@ -1,4 +1,5 @@
-"""Feature extractors for FID/KID/IS/precision-recall, chosen by name: ``digits``, ``mnist``, ``fashion_mnist``, ``inception``.
+"""Feature extractors for FID/KID/IS/precision-recall, chosen by name: ``digits``, ``mnist``, ``fashion_mnist``,
+``inception``.
 
 Every extractor takes images in [-1, 1] of shape [B, C, H, W] and returns float features [B, num_features];
 ``logits(x)`` gives class scores (for the Inception Score) and ``metric_name`` goes into metric names.
@@ -16,7 +17,8 @@ from difflab.metrics.lenet import WEIGHTS_DIR, LeNetFeatures, lenet_record, load
 from difflab.metrics.naming import LENET_EXTRACTORS, extractor_label
 from difflab.utils.files import file_sha256, load_error
 
-__all__ = ["FeatureExtractor", "InceptionFeatures", "LeNetExtractor", "build_feature_extractor", "inception_weights_path", "INCEPTION_URL", "INCEPTION_FILE"]
+__all__ = ["FeatureExtractor", "InceptionFeatures", "LeNetExtractor", "build_feature_extractor",
+           "inception_weights_path", "INCEPTION_URL", "INCEPTION_FILE"]
 
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[-1]
@@ -38,7 +40,8 @@ class FeatureExtractor(nn.Module):
         if channels not in self.channels:
             kind = "2-D points" if channels is None else f"{channels}-channel images"
             raise ValueError(
-                f"features={self.metric_name} scores {' or '.join(map(str, self.channels))}-channel images, but the dataset gives {kind}; "
+                f"features={self.metric_name} scores {' or '.join(map(str, self.channels))}-channel images, "
+                f"but the dataset gives {kind}; "
                 "choose features that fit the data (or metrics=[] / metrics=[two_d] for 2-D data)"
             )
 
@@ -57,7 +60,8 @@ class LeNetExtractor(FeatureExtractor):
         except FileNotFoundError:
             raise
         except Exception as err:  # noqa: BLE001 - a user's file (or a damaged install): one line naming it
-            where = f"features.weights_path={weights_path!r}" if weights_path else f"the shipped weights {WEIGHTS_DIR / f'{dataset}_lenet.pt'}"
+            where = (f"features.weights_path={weights_path!r}" if weights_path
+                     else f"the shipped weights {WEIGHTS_DIR / f'{dataset}_lenet.pt'}")
             raise ValueError(f"{where} is not a loadable {dataset} LeNet state dict ({load_error(err)})") from None
         self.metric_name = extractor_label(dataset)
         self.num_features = self.net.num_features
@@ -72,7 +76,8 @@ class LeNetExtractor(FeatureExtractor):
         if x.dim() != 4 or x.shape[-2:] == (size, size):
             return x
         down = x.shape[-1] > size
-        return F.interpolate(x.float(), size=(size, size), mode="area" if down else "bilinear", align_corners=None if down else False)
+        return F.interpolate(x.float(), size=(size, size), mode="area" if down else "bilinear",
+                             align_corners=None if down else False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.fit_size(x))
@@ -87,7 +92,8 @@ def inception_weights_path(weights_path: str | None = None) -> Path:
     Raises FileNotFoundError naming the file, where it comes from and the config key when it is absent
     (nothing is ever downloaded here, and there is no fallback to another extractor).
     """
-    path = Path(weights_path).expanduser() if weights_path else Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    path = (Path(weights_path).expanduser() if weights_path
+            else Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE)
     if not path.is_file():
         raise FileNotFoundError(
             f"features=inception needs the Inception-v3 weights {INCEPTION_FILE} but {path} does not exist; "
@@ -113,8 +119,10 @@ class InceptionFeatures(FeatureExtractor):
         try:
             torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any failure means the file is not a plain state dict
-            raise ValueError(f"features.weights_path={str(path)!r} is not a loadable Inception-v3 state dict ({load_error(err)})") from None
-        self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path))
+            raise ValueError(f"features.weights_path={str(path)!r} is not a loadable Inception-v3 state dict "
+                             f"({load_error(err)})") from None
+        self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                               feature_extractor_weights_path=str(path))
         self.metric_name = extractor_label("inception")
         self.num_features = 2048
         self.channels = (1, 3)

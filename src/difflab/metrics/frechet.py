@@ -26,7 +26,8 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
     mu1, mu2 = torch.as_tensor(mu1).double(), torch.as_tensor(mu2).double()
     s1, s2 = torch.as_tensor(sigma1).double(), torch.as_tensor(sigma2).double()
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.numel(), mu1.numel()):
-        raise ValueError(f"frechet_distance: shapes mu1 {list(mu1.shape)}, sigma1 {list(s1.shape)}, mu2 {list(mu2.shape)}, sigma2 {list(s2.shape)} do not match")
+        raise ValueError(f"frechet_distance: shapes mu1 {list(mu1.shape)}, sigma1 {list(s1.shape)}, "
+                         f"mu2 {list(mu2.shape)}, sigma2 {list(s2.shape)} do not match")
     evals1, evecs1 = torch.linalg.eigh((s1 + s1.T) / 2)
     root1 = (evecs1 * evals1.clamp_min(0).sqrt()) @ evecs1.T
     middle = root1 @ s2 @ root1

@@ -48,7 +48,8 @@ class LeNetFeatures(nn.Module):
         """Raise a ValueError naming the expected shape when ``x`` does not fit this network."""
         expected = (self.channels, self.image_size, self.image_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"LeNet features expect images of shape [B, {', '.join(map(str, expected))}], got {list(x.shape)}")
+            raise ValueError(
+                f"LeNet features expect images of shape [B, {', '.join(map(str, expected))}], got {list(x.shape)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate activations, [B, num_features] (float32)."""
@@ -67,8 +68,8 @@ def lenet_record(name: str) -> dict[str, Any]:
         available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.json"))
         dataset = name.removesuffix("_lenet")
         raise FileNotFoundError(
-            f"no feature extractor weights named {name!r} in {WEIGHTS_DIR}; available: {available}; build them from the "
-            f"dataset files with: python -m difflab.metrics.train_extractor {dataset} --root <dir>"
+            f"no feature extractor weights named {name!r} in {WEIGHTS_DIR}; available: {available}; "
+            f"build them from the dataset files with: python -m difflab.metrics.train_extractor {dataset} --root <dir>"
         )
     return json.loads(path.read_text())
 

@@ -17,7 +17,9 @@ def sampler_label(sampler_name: str, steps: int) -> str:
     return f"{sampler_name.replace('_', '')}{int(steps)}"
 
 
-def metric_name(metric: str, extractor: str | None, num_samples: int, sampler_name: str, steps: int, prefix: str = "val/") -> str:
+def metric_name(
+    metric: str, extractor: str | None, num_samples: int, sampler_name: str, steps: int, prefix: str = "val/"
+) -> str:
     """``<prefix><metric>_<extractor>_n<num_samples>_<sampler><steps>`` (no extractor part for 2-D metrics)."""
     parts = [metric] + ([extractor] if extractor else []) + [f"n{int(num_samples)}", sampler_label(sampler_name, steps)]
     return prefix + "_".join(parts)

@@ -16,7 +16,9 @@ def knn_radii(features: torch.Tensor, k: int = 3, batch_size: int = 4096) -> tor
     return torch.cat(radii)  # k + 1: the smallest distance is the point itself (0)
 
 
-def manifold_coverage(manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor, batch_size: int = 4096) -> float:
+def manifold_coverage(
+    manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor, batch_size: int = 4096
+) -> float:
     """Fraction of ``queries`` inside at least one ball (``manifold[j]``, ``radii[j]``)."""
     m, q = manifold.double(), queries.double()
     inside = [(torch.cdist(q[i:i + batch_size], m) <= radii[None]).any(dim=1) for i in range(0, len(q), batch_size)]

@@ -22,7 +22,8 @@ import torch
 from difflab.metrics.frechet import gaussian_statistics
 from difflab.utils.files import atomic_torch_save, load_error
 
-__all__ = ["ReferenceStatistics", "reference_key", "reference_statistics", "load_cached", "extract_features", "FORMAT_VERSION"]
+__all__ = ["ReferenceStatistics", "reference_key", "reference_statistics", "load_cached", "extract_features",
+           "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 
@@ -41,11 +42,15 @@ class ReferenceStatistics:
         return len(self.features)
 
 
-def reference_key(dataset: Mapping[str, Any], split: str, extractor_name: str, extractor_sha256: str, num_samples: int) -> dict[str, Any]:
+def reference_key(
+    dataset: Mapping[str, Any], split: str, extractor_name: str, extractor_sha256: str, num_samples: int
+) -> dict[str, Any]:
     """The cache key: dataset settings (loader-only options dropped), split, extractor, weights hash, n."""
-    loader_only = {"batch_size", "val_batch_size", "num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "seed", "_target_"}
+    loader_only = {"batch_size", "val_batch_size", "num_workers", "pin_memory", "persistent_workers", "prefetch_factor",
+                   "seed", "_target_"}
     data = {k: v for k, v in sorted(dataset.items()) if k not in loader_only}
-    return {"format": FORMAT_VERSION, "dataset": data, "split": split, "extractor": extractor_name, "extractor_sha256": extractor_sha256, "num_samples": int(num_samples)}
+    return {"format": FORMAT_VERSION, "dataset": data, "split": split, "extractor": extractor_name,
+            "extractor_sha256": extractor_sha256, "num_samples": int(num_samples)}
 
 
 def cache_file(cache_dir: Path, key: Mapping[str, Any]) -> Path:
@@ -88,7 +93,9 @@ def load_cached(path: Path, key: dict[str, Any]) -> ReferenceStatistics:
 
 
 @torch.no_grad()
-def extract_features(extractor: torch.nn.Module, batches: Iterable[torch.Tensor], device: torch.device | str = "cpu") -> torch.Tensor:
+def extract_features(
+    extractor: torch.nn.Module, batches: Iterable[torch.Tensor], device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Features of every image in ``batches`` (tensors in [-1, 1]), concatenated, float32 on the CPU."""
     return torch.cat([extractor(x.to(device)).float().cpu() for x in batches])
 
@@ -109,7 +116,8 @@ def reference_statistics(
         try:
             return load_cached(path, key)
         except ValueError as err:
-            warnings.warn(f"the cached reference statistics {path} cannot be used ({err}); rebuilding them", stacklevel=2)
+            warnings.warn(f"the cached reference statistics {path} cannot be used ({err}); rebuilding them",
+                          stacklevel=2)
     features = extract_features(extractor, batches, device)
     if len(features) != key["num_samples"]:
         raise ValueError(f"reference statistics: expected {key['num_samples']} images, got {len(features)}")

@@ -3,8 +3,9 @@
 Features are extracted once per batch and fed to every metric. FID, KID and IS are torchmetrics' metrics
 (their math, their distributed state sync) on those features; the real side of FID and KID comes from the
 cached :class:`ReferenceStatistics`: FID's sums are loaded on rank 0 only (torchmetrics sums them over
-ranks), KID's real features are split into contiguous shards (it concatenates them in rank order). Under DDP every rank updates with its own share of the samples and every rank calls
-``compute`` (no rank-zero-only deadlock); all get the same values.
+ranks), KID's real features are split into contiguous shards (it concatenates them in rank order). Under DDP every
+rank updates with its own share of the samples and every rank calls ``compute`` (no rank-zero-only deadlock); all
+get the same values.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from difflab.metrics.reference import ReferenceStatistics
 from difflab.metrics.two_d import wasserstein2
 from difflab.utils.checks import check_int
 
-__all__ = ["MetricSuite", "SAMPLE_METRICS", "FeatureInput", "PointSet", "check_count", "check_two_d_count", "rank_share", "sample_metric_counts"]
+__all__ = ["MetricSuite", "SAMPLE_METRICS", "FeatureInput", "PointSet", "check_count", "check_two_d_count",
+           "rank_share", "sample_metric_counts"]
 
 SAMPLE_METRICS = ("fid", "kid", "inception_score", "precision_recall", "two_d")
 IMAGE_METRICS = ("fid", "kid", "inception_score", "precision_recall")
@@ -84,14 +86,16 @@ def sample_metric_counts(config: Mapping[str, Mapping[str, Any]]) -> dict[str, i
     """``num_samples`` of each sample metric in ``config``, checked: known names, integer counts >= 2."""
     unknown = set(config) - set(SAMPLE_METRICS)
     if unknown:
-        raise ValueError(f"metrics: {sorted(unknown)} are not sample metrics; choose from {list(SAMPLE_METRICS)} (and nll)")
+        raise ValueError(
+            f"metrics: {sorted(unknown)} are not sample metrics; choose from {list(SAMPLE_METRICS)} (and nll)")
     return {m: check_count(m, c.get("num_samples")) for m, c in config.items()}
 
 
 def check_two_d_count(num_samples: int, held_out: int) -> None:
     """W2 is computed between equal-size sets: ``metrics.two_d.num_samples`` must equal the held-out point count."""
     if num_samples != held_out:
-        raise ValueError(f"metrics.two_d.num_samples={num_samples!r} must equal the number of held-out points ({held_out}): W2 is computed between equal-size sets")
+        raise ValueError(f"metrics.two_d.num_samples={num_samples!r} must equal the number of held-out points "
+                         f"({held_out}): W2 is computed between equal-size sets")
 
 
 class MetricSuite:
@@ -118,9 +122,11 @@ class MetricSuite:
         self.metrics: dict[str, Metric] = {}
         needs_features = [m for m in self.config if m in IMAGE_METRICS]
         if needs_features and (extractor is None or reference is None):
-            raise ValueError(f"metrics {needs_features} need a feature extractor (features=...) and reference statistics")
+            raise ValueError(
+                f"metrics {needs_features} need a feature extractor (features=...) and reference statistics")
         for metric, options in self.config.items():
-            self.metrics[metric] = self._build(metric, options, reference, reference_points, rank, world_size).to(device)
+            self.metrics[metric] = self._build(
+                metric, options, reference, reference_points, rank, world_size).to(device)
         if reference is not None:
             self._warn_small(reference.features.shape[1])
 
@@ -128,11 +134,21 @@ class MetricSuite:
         for metric in ("fid", "kid", "precision_recall"):
             n = self.num_samples.get(metric)
             if n is not None and n < dim:
-                warnings.warn(f"metrics.{metric}.num_samples={n} is below the feature dimension {dim}: the covariance is singular and the value strongly biased upwards", stacklevel=3)
+                warnings.warn(f"metrics.{metric}.num_samples={n} is below the feature dimension {dim}: "
+                              "the covariance is singular and the value strongly biased upwards", stacklevel=3)
             elif metric == "fid" and n is not None and n < 1000:
-                warnings.warn(f"metrics.fid.num_samples={n}: FID is biased upwards at small n (it falls as n grows); compare values only at the same n", stacklevel=3)
+                warnings.warn(f"metrics.fid.num_samples={n}: FID is biased upwards at small n (it falls as n grows); "
+                              "compare values only at the same n", stacklevel=3)
 
-    def _build(self, metric: str, options: Mapping[str, Any], reference: ReferenceStatistics | None, points: torch.Tensor | None, rank: int, world_size: int) -> Metric:
+    def _build(
+        self,
+        metric: str,
+        options: Mapping[str, Any],
+        reference: ReferenceStatistics | None,
+        points: torch.Tensor | None,
+        rank: int,
+        world_size: int,
+    ) -> Metric:
         if metric == "fid":
             fid = FrechetInceptionDistance(feature=FeatureInput(reference.features.shape[1]), reset_real_features=False)
             if rank == 0:  # summed over ranks: the reference must be counted once
@@ -144,10 +160,12 @@ class MetricSuite:
         if metric == "kid":
             subset_size = options.get("subset_size") or min(1000, self.num_samples["kid"], reference.num_samples)
             if subset_size > min(self.num_samples["kid"], reference.num_samples):
-                raise ValueError(f"metrics.kid.subset_size={subset_size} exceeds the generated ({self.num_samples['kid']}) or reference ({reference.num_samples}) sample count")
+                raise ValueError(f"metrics.kid.subset_size={subset_size} exceeds the generated "
+                                 f"({self.num_samples['kid']}) or reference ({reference.num_samples}) sample count")
             kid = KernelInceptionDistance(
-                feature=FeatureInput(reference.features.shape[1]), subsets=int(options.get("subsets", 100)), subset_size=int(subset_size),
-                degree=int(options.get("degree", 3)), gamma=options.get("gamma"), coef=float(options.get("coef", 1.0)), reset_real_features=False,
+                feature=FeatureInput(reference.features.shape[1]), subsets=int(options.get("subsets", 100)),
+                subset_size=int(subset_size), degree=int(options.get("degree", 3)), gamma=options.get("gamma"),
+                coef=float(options.get("coef", 1.0)), reset_real_features=False,
             )
             share = rank_share(reference.num_samples, rank, world_size)
             kid.real_features.append(reference.features[share.start:share.stop].float())
@@ -213,7 +231,8 @@ class MetricSuite:
                 mean, std = state.compute()
                 out[name], out[f"{name}_std"] = float(mean), float(std)
             elif metric == "precision_recall":
-                precision, recall = precision_recall(self.reference_features.to(self.device), state.compute(), k=self.pr_k)
+                precision, recall = precision_recall(self.reference_features.to(self.device), state.compute(),
+                                                     k=self.pr_k)
                 out[name.replace("precision_recall", "precision")] = precision
                 out[name.replace("precision_recall", "recall")] = recall
             else:

@@ -42,7 +42,8 @@ def train_lenet(x: torch.Tensor, y: torch.Tensor, num_classes: int, recipe: dict
     model = LeNetFeatures(channels=x.shape[1], image_size=x.shape[-1], num_classes=num_classes)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
     steps_per_epoch = -(-len(x) // recipe["batch_size"])
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe["lr"], total_steps=recipe["epochs"] * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe["lr"],
+                                                    total_steps=recipe["epochs"] * steps_per_epoch)
     model.train()
     for _ in range(recipe["epochs"]):
         order = torch.randperm(len(x), generator=generator)
@@ -59,7 +60,8 @@ def train_lenet(x: torch.Tensor, y: torch.Tensor, num_classes: int, recipe: dict
 @torch.no_grad()
 def accuracy(model: LeNetFeatures, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
     """Fraction of ``x`` whose predicted class equals ``y``."""
-    correct = sum(int((model.logits(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum()) for i in range(0, len(x), batch_size))
+    correct = sum(int((model.logits(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+                  for i in range(0, len(x), batch_size))
     return correct / len(x)
 
 
@@ -82,7 +84,8 @@ def load_splits(dataset: str, root: str | None) -> tuple[torch.Tensor, torch.Ten
         from difflab import data
         classes = {"mnist": "MNISTDataModule", "fashion_mnist": "FashionMNISTDataModule"}
         if dataset not in classes or not hasattr(data, classes[dataset]):
-            raise SystemExit(f"train_extractor: dataset={dataset!r} is not supported; choose one of digits, mnist, fashion_mnist")
+            raise SystemExit(f"train_extractor: dataset={dataset!r} is not supported; "
+                             "choose one of digits, mnist, fashion_mnist")
         dm = getattr(data, classes[dataset])(root=root or "data", download=False, hflip=False)
     dm.setup()
     (x_tr, y_tr), (x_te, y_te) = dm.train_dataset.tensors, dm.val_dataset.tensors
@@ -101,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     record = {
         "name": f"{dataset}_lenet",
         "dataset": dataset,
-        "architecture": {"channels": model.channels, "image_size": model.image_size, "num_classes": num_classes, "num_features": model.num_features},
+        "architecture": {"channels": model.channels, "image_size": model.image_size, "num_classes": num_classes,
+                         "num_features": model.num_features},
         "train_images": len(x_tr),
         "test_images": len(x_te),
         "train_accuracy": accuracy(model, x_tr, y_tr),

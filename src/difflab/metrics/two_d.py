@@ -16,7 +16,8 @@ def wasserstein2(x: torch.Tensor, y: torch.Tensor) -> float:
     Hungarian algorithm on squared Euclidean costs; returns sqrt(mean matched squared distance).
     """
     if x.dim() != 2 or x.shape != y.shape:
-        raise ValueError(f"wasserstein2 needs two point sets of the same shape [n, d], got {list(x.shape)} and {list(y.shape)}")
+        raise ValueError(
+            f"wasserstein2 needs two point sets of the same shape [n, d], got {list(x.shape)} and {list(y.shape)}")
     cost = torch.cdist(x.double().cpu(), y.double().cpu(), compute_mode="donot_use_mm_for_euclid_dist").square().numpy()
     rows, cols = linear_sum_assignment(cost)
     return float(np.sqrt(cost[rows, cols].mean()))

@@ -62,6 +62,7 @@ def load_error(err: BaseException) -> str:
     text = str(err)
     if "WeightsUnpickler error:" in text:  # garbage, or pickled objects that are not tensors: refused, never run
         detail = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0].strip()
-        return f"not a file of tensors only; weights_only refused it: {detail.splitlines()[0] if detail else 'unknown content'}"
+        return ("not a file of tensors only; weights_only refused it: "
+                f"{detail.splitlines()[0] if detail else 'unknown content'}")
     first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else ""
     return f"{type(err).__name__}" + (f": {first}" if first else "")

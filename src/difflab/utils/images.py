@@ -43,7 +43,8 @@ def samples_to_image(samples: torch.Tensor) -> np.ndarray:
         return _grid(samples)
     if samples.ndim == 2 and samples.shape[1] == 2:
         return _scatter(samples)
-    raise ValueError(f"cannot draw samples of shape {tuple(samples.shape)}: expected [N, C, H, W] images or [N, 2] points")
+    raise ValueError(
+        f"cannot draw samples of shape {tuple(samples.shape)}: expected [N, C, H, W] images or [N, 2] points")
 
 
 def save_samples_image(samples: torch.Tensor, path: str | Path) -> Path:

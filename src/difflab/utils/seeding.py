@@ -36,6 +36,8 @@ def derive_seed(seed: int, stream: Stream, *keys: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & 0x7FFFFFFFFFFFFFFF
 
 
-def per_sample_generators(seed: int, indices: Sequence[int], device: torch.device | str = "cpu") -> list[torch.Generator]:
+def per_sample_generators(
+    seed: int, indices: Sequence[int], device: torch.device | str = "cpu"
+) -> list[torch.Generator]:
     """One generator per sample, seeded from (seed, sample index): sample i is the same in any batch."""
     return [torch.Generator(device=device).manual_seed(derive_seed(seed, Stream.SAMPLE, int(i))) for i in indices]
