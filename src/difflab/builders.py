@@ -20,6 +20,7 @@ from difflab.data import DataFacts, data_facts
 from difflab.diffusion import NoiseSchedule
 from difflab.module import DiffusionModule
 from difflab.samplers import Sampler
+from difflab.utils.checks import check_number
 
 __all__ = ["build_datamodule", "build_schedule", "build_sampler", "build_backbone", "build_module", "shape_arguments",
            "to_container"]
@@ -96,8 +97,8 @@ def build_module(cfg: DictConfig, data: DataFacts | Any, run_config: dict[str, A
     objective = instantiate(cfg.objective, **({} if facts.num_bins is None else {"num_bins": facts.num_bins}))
     backbone = build_backbone(cfg, facts, objective)
     dropout = cfg.conditioning.label_dropout
-    if not 0.0 <= dropout < 1.0:  # checked even while conditioning is off, so a typo never waits to bite
-        raise ValueError(f"conditioning.label_dropout={dropout!r} must lie in [0, 1)")
+    # checked even while conditioning is off, so a typo never waits to bite
+    check_number("conditioning.label_dropout", dropout, 0.0, 1.0, high_open=True)
     optimizer = instantiate(cfg.optim.optimizer)
     try:  # the optimizer checks its own arguments (lr, betas, ...): let it, now
         optimizer(params=[torch.zeros(1, requires_grad=True)])

@@ -17,6 +17,8 @@ import copy
 import torch
 from torch import nn
 
+from difflab.utils.checks import check_number
+
 __all__ = ["ExponentialMovingAverage"]
 
 
@@ -27,12 +29,10 @@ class ExponentialMovingAverage(nn.Module):
         self, model: nn.Module, max_decay: float = 0.9999, power: float | None = 2.0 / 3.0, inv_gamma: float = 1.0
     ) -> None:
         super().__init__()
-        if not 0.0 <= max_decay < 1.0:
-            raise ValueError(f"ema.decay={max_decay!r} must lie in [0, 1)")
-        if power is not None and not power > 0:
-            raise ValueError(f"ema.power={power!r} must be > 0 (or null for a constant decay)")
-        if not inv_gamma > 0:
-            raise ValueError(f"ema.inv_gamma={inv_gamma!r} must be > 0")
+        check_number("ema.decay", max_decay, 0.0, 1.0, high_open=True)
+        if power is not None:
+            check_number("ema.power", power, 0.0, low_open=True, note="or null for a constant decay")
+        check_number("ema.inv_gamma", inv_gamma, 0.0, low_open=True)
         self.max_decay, self.power, self.inv_gamma = max_decay, power, inv_gamma
         self.shadow = copy.deepcopy(model).eval()
         self.shadow.requires_grad_(False)

@@ -14,7 +14,7 @@ from difflab.ema import ExponentialMovingAverage
 from difflab.samplers import Sampler
 from difflab.samplers.base import randn_like
 from difflab.samplers.guidance import class_labels, guided_model_fn
-from difflab.utils.checks import check_int
+from difflab.utils.checks import check_int, check_number
 from difflab.utils.seeding import Stream, derive_seed, per_sample_generators
 
 __all__ = ["DiffusionModule", "CHECKPOINT_KEY"]
@@ -60,8 +60,7 @@ class DiffusionModule(pl.LightningModule):
         self.warmup_steps = warmup_steps
         self.seed = seed
         self.num_classes = num_classes
-        if not 0.0 <= label_dropout < 1.0:
-            raise ValueError(f"conditioning.label_dropout={label_dropout!r} must lie in [0, 1)")
+        check_number("conditioning.label_dropout", label_dropout, 0.0, 1.0, high_open=True)
         self.label_dropout = label_dropout
         self.ema = ExponentialMovingAverage(backbone, ema_decay, ema_power) if ema_decay is not None else None
         self.run_config = run_config

@@ -2,7 +2,8 @@
 
 ``ckpt_path=last`` looks first in this run's own ``checkpoints/last.ckpt`` (a run restarted with the same
 ``hydra.run.dir``), then in the newest earlier run of the same task whose command-line overrides equal this
-run's (ignoring ``ckpt_path`` and ``resume``): the same command plus ``ckpt_path=last`` continues the run it
+run's (ignoring ``ckpt_path``, ``resume``, ``trainer.max_steps`` and ``hydra.*``; single runs and multirun jobs
+alike): the same command plus ``ckpt_path=last`` continues the run it
 repeats. ``resume=auto`` does the same but starts afresh when there is nothing to resume.
 """
 

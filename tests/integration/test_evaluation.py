@@ -70,6 +70,7 @@ def test_missing_inception_weights_stop_the_run_before_training(tmp_path):
 
 def test_an_extractor_that_cannot_read_the_data_is_rejected_before_training(tmp_path):
     result = run_cli("train", "dataset=shapes", "dataset.channels=3", "backbone=unet_small", "metrics=[fid]",
+                     "features=digits",
                      f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2
     assert "features=digits-lenet scores 1-channel images, but the dataset gives 3-channel images" in result.stderr

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from difflab.data.images import ImageDataModule
-from difflab.utils.checks import check_int
+from difflab.utils.checks import check_int, check_number
 
 __all__ = ["ImageFolderDataModule", "decode_image", "scan_folder"]
 
@@ -93,9 +93,7 @@ class ImageFolderDataModule(ImageDataModule):
             raise ValueError(f"dataset.channels={channels!r} must be 1 (grayscale, mode L) or 3 (RGB)")
         if not isinstance(strict, bool):
             raise ValueError(f"dataset.strict={strict!r} must be true or false")
-        if (isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float))
-                or not 0.0 <= val_fraction < 1.0):
-            raise ValueError(f"dataset.val_fraction={val_fraction!r} must be a number in [0, 1)")
+        check_number("dataset.val_fraction", val_fraction, 0.0, 1.0, high_open=True)
         self.root = Path(root).expanduser()
         self.image_size, self.channels, self.strict = image_size, channels, strict
         self.val_fraction, self.split_seed = float(val_fraction), int(split_seed)

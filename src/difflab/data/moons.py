@@ -9,7 +9,7 @@ from sklearn.datasets import make_moons
 from torch.utils.data import TensorDataset
 
 from difflab.data.base import ArrayDataModule
-from difflab.utils.checks import check_int
+from difflab.utils.checks import check_int, check_number
 
 __all__ = ["MoonsDataModule"]
 
@@ -45,10 +45,8 @@ class MoonsDataModule(ArrayDataModule):
         """``kwargs`` go to :class:`ArrayDataModule`."""
         super().__init__(**kwargs)
         check_int("dataset.num_samples", num_samples, 2)
-        if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"dataset.val_fraction={val_fraction} must be in [0, 1)")
-        if noise < 0:
-            raise ValueError(f"dataset.noise={noise} must be >= 0")
+        check_number("dataset.val_fraction", val_fraction, 0.0, 1.0, high_open=True)
+        check_number("dataset.noise", noise, 0.0)
         self.num_val = round(val_fraction * num_samples)
         if num_samples - self.num_val < 1:
             raise ValueError(f"dataset.num_samples={num_samples} leaves no training points")

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from difflab.data.base import ArrayDataModule
-from difflab.utils.checks import check_int
+from difflab.utils.checks import check_int, check_number
 
 __all__ = ["ShapesDataModule", "draw_shapes"]
 
@@ -79,8 +79,7 @@ class ShapesDataModule(ArrayDataModule):
         if channels not in (1, 3) or isinstance(channels, bool):
             raise ValueError(f"dataset.channels={channels!r} must be 1 (white shapes) or 3 (coloured shapes)")
         check_int("dataset.num_samples", num_samples, 2)
-        if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"dataset.val_fraction={val_fraction} must be in [0, 1)")
+        check_number("dataset.val_fraction", val_fraction, 0.0, 1.0, high_open=True)
         self.num_val = round(val_fraction * num_samples)
         if num_samples - self.num_val < 1:
             raise ValueError(f"dataset.num_samples={num_samples} leaves no training images")

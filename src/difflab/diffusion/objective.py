@@ -34,7 +34,7 @@ from difflab.diffusion import nll
 from difflab.diffusion.parameterization import check_prediction_type, target_for
 from difflab.diffusion.process import GaussianDiffusion
 from difflab.diffusion.reverse import split_output
-from difflab.utils.checks import check_int
+from difflab.utils.checks import check_int, check_number
 
 __all__ = [
     "DiffusionObjective",
@@ -75,8 +75,7 @@ def check_weighting(weighting: str, gamma: float = 5.0) -> str:
     """Return ``weighting`` or raise a ValueError naming the accepted values; gamma must be > 0."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"objective.weighting={weighting!r} is not known; choose one of {list(WEIGHTINGS)}")
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
-        raise ValueError(f"objective.min_snr_gamma={gamma!r} must be a number > 0")
+    check_number("objective.min_snr_gamma", gamma, 0.0, low_open=True)
     return weighting
 
 
@@ -151,8 +150,8 @@ class DiffusionObjective:
         check_prediction_type(self.prediction_type)
         if self.loss not in LOSSES:
             raise ValueError(f"objective.loss={self.loss!r} is not known; choose one of {list(LOSSES)}")
-        if self.loss == "huber" and not (isinstance(self.huber_delta, (int, float)) and self.huber_delta > 0):
-            raise ValueError(f"objective.huber_delta={self.huber_delta!r} must be a number > 0")
+        if self.loss == "huber":
+            check_number("objective.huber_delta", self.huber_delta, 0.0, low_open=True)
         check_weighting(self.weighting, self.min_snr_gamma)
         if self.vlb not in VLB_MODES:
             raise ValueError(f"objective.vlb={self.vlb!r} is not known; choose one of {list(VLB_MODES)}")
@@ -161,12 +160,7 @@ class DiffusionObjective:
                 f"objective.variance_type={self.variance_type!r} must be fixed_small or fixed_large "
                 "(the learned variance is chosen with objective.learn_variance=true)"
             )
-        if (
-            not isinstance(self.vlb_weight, (int, float))
-            or isinstance(self.vlb_weight, bool)
-            or not self.vlb_weight >= 0
-        ):
-            raise ValueError(f"objective.vlb_weight={self.vlb_weight!r} must be a number >= 0")
+        check_number("objective.vlb_weight", self.vlb_weight, 0.0)
         check_int("objective.num_bins", self.num_bins, 2)
         if self.learn_variance and self.vlb == "none":
             raise ValueError(

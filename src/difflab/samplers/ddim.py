@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from difflab.samplers.base import GeneratorLike, ModelFn, Sampler, randn_like
+from difflab.utils.checks import check_number
 
 
 class DDIMSampler(Sampler):
@@ -19,8 +20,7 @@ class DDIMSampler(Sampler):
 
     def __init__(self, schedule, steps: int = 50, eta: float = 0.0, **kwargs) -> None:
         super().__init__(schedule, steps, **kwargs)
-        if not eta >= 0:
-            raise ValueError(f"sampler.eta={eta!r} must be >= 0")
+        check_number("sampler.eta", eta, 0.0)
         self.eta = float(eta)
 
     def _sample(

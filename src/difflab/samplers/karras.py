@@ -40,7 +40,7 @@ import torch
 
 from difflab.diffusion.schedules import NoiseSchedule
 from difflab.samplers.base import GeneratorLike, ModelFn, Sampler, randn_like
-from difflab.utils.checks import check_int
+from difflab.utils.checks import check_int, check_number
 
 __all__ = [
     "EulerSampler",
@@ -91,12 +91,9 @@ class KarrasSampler(Sampler):
         s_noise: float = 1.0,
         **kwargs,
     ) -> None:
-        if not rho > 0:
-            raise ValueError(f"sampler.rho={rho!r} must be > 0")
-        if not s_churn >= 0:
-            raise ValueError(f"sampler.s_churn={s_churn!r} must be >= 0")
-        if not s_noise >= 0:
-            raise ValueError(f"sampler.s_noise={s_noise!r} must be >= 0")
+        check_number("sampler.rho", rho, 0.0, low_open=True)
+        check_number("sampler.s_churn", s_churn, 0.0)
+        check_number("sampler.s_noise", s_noise, 0.0)
         if not s_tmin <= s_tmax:
             raise ValueError(f"sampler.s_tmin={s_tmin!r} must be <= sampler.s_tmax={s_tmax!r}")
         self.karras_sigmas = bool(karras_sigmas)

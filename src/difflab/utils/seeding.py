@@ -1,4 +1,5 @@
-"""Every stream of randomness of difflab is seeded by :func:`derive_seed` from (seed, stream, keys).
+"""Every stream of randomness of a run is seeded by :func:`derive_seed` from (seed, stream, keys), except the initial
+weights (``pl.seed_everything(seed)`` in difflab-train) and the fixed dataset seeds (``data_seed``, ``split_seed``).
 
 The keys are what the stream depends on and nothing else: a training step's (rank, step, micro-batch), a
 validation batch's index, an epoch's number, a generated sample's index. So randomness never depends on the
