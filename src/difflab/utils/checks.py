@@ -9,25 +9,32 @@ from typing import Any
 __all__ = ["check_int", "check_number"]
 
 
-def _suffix(note: str) -> str:
-    return f" ({note})" if note else ""
+def _accepted(noun: str, low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    """``an integer >= 1``, ``a number in [0, 1)``, ``a number > 0``, ... (``noun`` alone without bounds)."""
+    if low is not None and high is not None:
+        return f"{noun} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{noun} {'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f"{noun} {'<' if high_open else '<='} {high:g}"
+    return noun
+
+
+def _within(value: float, low: float | None, high: float | None, low_open: bool, high_open: bool) -> bool:
+    return (low is None or (value > low if low_open else value >= low)) and \
+           (high is None or (value < high if high_open else value <= high))
+
+
+def _reject(key: str, value: Any, accepted: str, note: str) -> ValueError:
+    return ValueError(f"{key}={value!r} must be {accepted}" + (f" ({note})" if note else ""))
 
 
 def check_int(key: str, value: Any, minimum: int | None = None, maximum: int | None = None, note: str = "") -> int:
     """``value`` when it is an integer (a bool is not) in ``[minimum, maximum]``; otherwise ValueError such as
     ``dataset.batch_size=0 must be an integer >= 1``."""
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
-    if not ok:
-        if minimum is not None and maximum is not None:
-            accepted = f"an integer in [{minimum}, {maximum}]"
-        elif minimum is not None:
-            accepted = f"an integer >= {minimum}"
-        elif maximum is not None:
-            accepted = f"an integer <= {maximum}"
-        else:
-            accepted = "an integer"
-        raise ValueError(f"{key}={value!r} must be {accepted}{_suffix(note)}")
+    if not ok or not _within(value, minimum, maximum, False, False):
+        raise _reject(key, value, _accepted("an integer", minimum, maximum, False, False), note)
     return int(value)
 
 
@@ -36,17 +43,7 @@ def check_number(key: str, value: Any, low: float | None = None, high: float | N
     """``float(value)`` when it is a finite real number in the interval from ``low`` to ``high`` (each end closed
     unless ``low_open``/``high_open``); otherwise ValueError such as ``ema.decay=1.5 must be a number in [0, 1)``."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (low is None or (value > low if low_open else value >= low)) and \
-             (high is None or (value < high if high_open else value <= high))
-    if not ok:
-        if low is not None and high is not None:
-            accepted = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        elif low is not None:
-            accepted = f"a number {'>' if low_open else '>='} {low:g}"
-        elif high is not None:
-            accepted = f"a number {'<' if high_open else '<='} {high:g}"
-        else:
-            accepted = "a finite number"
-        raise ValueError(f"{key}={value!r} must be {accepted}{_suffix(note)}")
+    if not ok or not _within(value, low, high, low_open, high_open):
+        noun = "a number" if low is not None or high is not None else "a finite number"
+        raise _reject(key, value, _accepted(noun, low, high, low_open, high_open), note)
     return float(value)
