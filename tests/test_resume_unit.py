@@ -144,3 +144,36 @@ def test_resolve_ckpt_path(tmp_path):
     assert resolve_ckpt_path(None, "auto", here, task, ["seed=1", "resume=auto"]) == str(found)
     with pytest.raises(ValueError, match=r"resume='yes' is not accepted"):
         resolve_ckpt_path(None, "yes", here, task, [])
+
+
+def write_record(run: Path, **fields) -> None:
+    from difflab.sweeps.status import write_status
+
+    write_status(run, fields.pop("status"), **fields)
+
+
+def test_resume_auto_skips_only_the_same_job_finished_with_the_same_max_steps(tmp_path):
+    from difflab.resume import finished_job
+
+    job = tmp_path / "sweep" / "1"
+    assert finished_job(job, ["seed=1"], 100, sweep_job=True) is None  # nothing there: the job starts
+    write_record(job, status="running", task="train", overrides=["seed=1", "resume=auto"], max_steps=100, step=40)
+    assert finished_job(job, ["resume=auto", "seed=1"], 100) is None  # killed: resumed from its last.ckpt
+    write_record(job, status="finished", step=100, metrics={"val/loss": 0.5})
+    record = finished_job(job, ["resume=auto", "seed=1"], 100)
+    assert record["step"] == 100 and record["metrics"] == {"val/loss": 0.5}
+    assert finished_job(job, ["resume=auto", "seed=1"], 200) is None  # asked to train longer: resumed, not skipped
+    with pytest.raises(ValueError, match=r"holds a run of other overrides \['seed=1'\], not \['seed=2'\]"):
+        finished_job(job, ["resume=auto", "seed=2"], 100, sweep_job=True)  # the sweep dir re-used for another sweep
+    assert finished_job(job, ["resume=auto", "seed=2"], 100) is None  # a single run: other overrides, not skipped
+
+
+def test_a_fresh_run_refuses_a_directory_that_holds_a_run(tmp_path):
+    run = tmp_path / "run"
+    write_record(run, status="failed", task="train", overrides=[], error="bad value", step=0)
+    assert resolve_ckpt_path(None, None, run, tmp_path, []) is None  # failed before training: nothing to lose
+    write_record(run, status="finished", step=30)
+    with pytest.raises(ValueError, match=r"holds a run already \(finished at step 30\); add resume=auto"):
+        resolve_ckpt_path(None, None, run, tmp_path, [])
+    with pytest.raises(ValueError, match="holds a run already"):  # resume=auto that finds no checkpoint to continue
+        resolve_ckpt_path(None, "auto", run, tmp_path, [])

@@ -23,7 +23,7 @@ from difflab.samplers import Sampler
 from difflab.utils.checks import check_number
 
 __all__ = ["build_datamodule", "build_schedule", "build_sampler", "build_backbone", "build_module", "shape_arguments",
-           "to_container"]
+           "to_container", "instantiate_all"]
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
@@ -121,3 +121,12 @@ def build_module(cfg: DictConfig, data: DataFacts | Any, run_config: dict[str, A
         label_dropout=cfg.conditioning.label_dropout if cfg.conditioning.enabled else 0.0,
         run_config=run_config,
     )
+
+
+def instantiate_all(node: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a callbacks/logger group that has a ``_target_`` (factories may return None:
+    skipped)."""
+    if not node:
+        return []
+    built = [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
+    return [obj for obj in built if obj is not None]

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from importlib.resources import files
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+# difflab's launcher presets (conf/hydra/launcher/) restate the plugins' configs of the same name, which Hydra 1.3 still
+# merges as a schema with a deprecation warning on every launch
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
 
 __all__ = ["CONFIG_DIR", "WritableOutputCheck", "config_dir", "task_overrides"]
 

@@ -5,13 +5,13 @@
 
 Each run writes ``results.json`` and ``results.csv`` (one row: every setting that matters and the values)
 into its directory; under ``--multirun`` the sweep directory also collects all rows in the same two files.
+The job's fate (running, finished, failed with its error) is kept in ``status.json`` beside them.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -21,15 +21,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger, WandbLogger
 
-from difflab.builders import build_datamodule, build_sampler
+from difflab.builders import build_datamodule, build_sampler, instantiate_all, to_container
 from difflab.checkpoints import load_checkpoint, module_from_checkpoint
 from difflab.configs import CONFIG_DIR, task_overrides
-from difflab.errors import ConfigError, reported_as_config_error, user_errors
+from difflab.errors import ConfigError, reported_as_config_error, root_message, user_errors
+from difflab.loggers import close_loggers
 from difflab.sample import resolve_device
 from difflab.scoring import SampleScorer
+from difflab.sweeps.status import FAILED, FINISHED, RUNNING, write_status
+from difflab.utils.metric_names import short_name
 
-__all__ = ["evaluate", "chosen_metrics", "write_results", "main"]
+__all__ = ["evaluate", "evaluate_recorded", "chosen_metrics", "write_results", "main"]
 
 
 def _flat(prefix: str, node: Any) -> dict[str, Any]:
@@ -40,11 +44,6 @@ def _flat(prefix: str, node: Any) -> dict[str, Any]:
                 out.update(_flat(f"{prefix}.{key}" if prefix else str(key), value))
         return out
     return {prefix: json.dumps(node) if isinstance(node, list) else node}
-
-
-def short_name(name: str) -> str:
-    """``val/fid_digits-lenet_n1000_ddim50`` -> ``fid`` (the settings are columns of their own)."""
-    return re.sub(r"^val/|_[a-z_]+-lenet|_inception|_n\d+_[a-z0-9]+(?=_|$)", "", name)
 
 
 def write_results(rows: list[dict[str, Any]], directory: Path) -> None:
@@ -103,6 +102,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
         evaluator.check_data(datamodule)
         module.to(resolve_device(cfg.device))
+        loggers = instantiate_all(cfg.get("logger"))  # logger=wandb: one W&B run per job (job type evaluate)
     start = time.perf_counter()
     values = evaluator.score(module, datamodule)
     row: dict[str, Any] = {
@@ -117,6 +117,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     out = Path(cfg.paths.output_dir)
     write_results([row], out)
+    log_result(loggers, row, values, to_container(cfg))
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         sweep = Path(HydraConfig.get().sweep.dir)
         previous = json.loads((sweep / "results.json").read_text()) if (sweep / "results.json").is_file() else []
@@ -125,11 +126,40 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return row
 
 
+def evaluate_recorded(cfg: DictConfig) -> dict[str, Any]:
+    """:func:`evaluate` with the job's fate kept in ``<run dir>/status.json`` (read by difflab-report)."""
+    out = Path(cfg.paths.output_dir)
+    write_status(out, RUNNING, task=cfg.task_name, overrides=task_overrides(), metrics={})
+    try:
+        row = evaluate(cfg)
+    except Exception as err:
+        write_status(out, FAILED, error=root_message(err))
+        raise
+    names = json.loads(row["metric_names"])
+    write_status(out, FINISHED, step=row["step"], metrics={name: row[short_name(name)] for name in names})
+    return row
+
+
+def log_result(loggers: list[Logger], row: dict[str, Any], values: dict[str, float], config: dict[str, Any]) -> None:
+    """Send the job's config and values to its loggers (at the checkpoint's step; into a W&B run's summary too),
+    then finish them, so that the next job of a sweep logs into a run of its own."""
+    try:
+        for logger in loggers:
+            value_columns = {short_name(name) for name in values}
+            logger.log_hyperparams({**config, "result": {k: v for k, v in row.items() if k not in value_columns}})
+            logger.log_metrics(values, step=max(row["step"], 0))
+            if isinstance(logger, WandbLogger):
+                logger.experiment.summary.update(values)
+            logger.save()
+    finally:
+        close_loggers(loggers)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
     """Console entry point ``difflab-evaluate``; returns the first metric's value (for sweepers)."""
     with user_errors("difflab-evaluate"):
-        row = evaluate(cfg)
+        row = evaluate_recorded(cfg)
     names = json.loads(row["metric_names"])  # the row's columns carry the short names
     return row[short_name(names[0])] if names else None
 

@@ -1,4 +1,5 @@
-"""Loggers: a CSV logger whose rows survive a kill, and W&B factories whose behaviour depends on the machine."""
+"""Loggers: a CSV logger whose rows survive a kill, W&B factories whose behaviour depends on the machine and that
+name each run after its job, and the closing of a job's loggers."""
 
 from __future__ import annotations
 
@@ -7,19 +8,26 @@ import io
 import netrc
 import os
 import socket
+import sys
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from fsspec.implementations.local import LocalFileSystem
-from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.utilities import rank_zero_only
 
+from difflab.sweeps.identity import run_identity, tag
 from difflab.utils.files import atomic_write
 
-__all__ = ["DurableCSVLogger", "wandb_configured", "wandb_unreachable", "make_wandb_logger", "FallbackWandbLogger"]
+__all__ = ["DurableCSVLogger", "wandb_configured", "wandb_unreachable", "make_wandb_logger", "FallbackWandbLogger",
+           "close_loggers"]
+
+_STARTED_RUNS: set[str] = set()  # ids of the W&B runs difflab's loggers started in this process
 
 
 class _DurableCSVWriter(ExperimentWriter):
@@ -97,15 +105,29 @@ def wandb_unreachable(timeout: float = 3.0) -> str | None:
 
 
 class FallbackWandbLogger(WandbLogger):
-    """A :class:`WandbLogger` that, when W&B refuses or fails to start a run (not authorised, server down),
-    warns once and logs offline instead of stopping the training."""
+    """A :class:`WandbLogger` that starts a run of its own and, when W&B refuses or fails to start one online
+    (not authorised, server down), warns once and logs offline instead of stopping the training.
+
+    A run that an earlier job of this process started and left open (its job ended without
+    :func:`close_loggers`; a sweep runs its jobs in one process) is finished first: Lightning would log into it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:  # W&B warns that the setting is gone whenever it is passed
+            self._wandb_init.pop("anonymous", None)
 
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
+        import wandb
+
         start = WandbLogger.experiment.fget  # type: ignore[attr-defined]
+        if self._experiment is None:
+            _finish_stale_run()
+        existing = wandb.run  # a run the user started: Lightning logs into it, and it stays the user's
         try:
-            return start(self)
+            run = start(self)
         except Exception as err:  # noqa: BLE001 - whatever W&B raises, training must go on
             if self._offline:
                 raise
@@ -113,14 +135,44 @@ class FallbackWandbLogger(WandbLogger):
                           f"(sync later with `wandb sync {self._save_dir}/wandb`)", stacklevel=2)
             self._offline, self._experiment = True, None
             self._wandb_init["mode"] = "offline"
-            return start(self)
+            run = start(self)
+        if run is not existing and getattr(run, "id", None):
+            _STARTED_RUNS.add(run.id)
+        return run
 
 
-def make_wandb_logger(offline: bool | None = None, **kwargs: Any) -> WandbLogger:
+def _finish_stale_run() -> None:
+    import wandb
+
+    if wandb.run is not None and wandb.run.id in _STARTED_RUNS:
+        warnings.warn(f"W&B: the run {wandb.run.name!r} of an earlier job was still open; finishing it", stacklevel=3)
+        wandb.run.finish()
+
+
+def make_wandb_logger(
+    offline: bool | None = None,
+    name: str | None = None,
+    group: str | None = None,
+    job_type: str | None = None,
+    tags: Sequence[str] | None = None,
+    task_name: str | None = None,
+    log_dir: str | None = None,
+    **kwargs: Any,
+) -> WandbLogger:
     """A W&B logger; ``offline=None`` (the default) means offline unless :func:`wandb_configured`.
 
+    ``name``, ``group``, ``job_type`` and ``tags`` left None are those of the Hydra job
+    (:func:`difflab.sweeps.run_identity` with ``task_name`` and ``log_dir``): a sweep's jobs share a group and are
+    named by their swept overrides. Given values win (``group=""``: no group). Tags are cut to W&B's 64 characters.
     An online logger whose server cannot be reached falls back to offline with one warning, before training.
     """
+    identity = run_identity(task_name, log_dir)
+    kwargs.update(
+        name=identity.name if name is None else name,
+        group=identity.group if group is None else (group or None),
+        job_type=identity.job_type if job_type is None else job_type,
+        tags=list(identity.tags) if tags is None else [tag(str(t)) for t in tags],
+    )
     if offline is None:
         offline = not wandb_configured()
     if not offline:
@@ -129,3 +181,23 @@ def make_wandb_logger(offline: bool | None = None, **kwargs: Any) -> WandbLogger
             warnings.warn(f"W&B: {reason}; logging offline instead (sync later with `wandb sync`)", stacklevel=2)
             offline = True
     return FallbackWandbLogger(offline=offline, **kwargs)
+
+
+def close_loggers(loggers: Iterable[Logger], failed: bool | None = None) -> None:
+    """Finish the W&B run of every W&B logger in ``loggers`` (on rank zero), so that the next job of the same
+    process (a sweep) starts a run of its own. A failed job's run ends with exit code 1; ``failed=None``: failed
+    when called while an exception propagates (in a ``finally:``). Safe without W&B loggers and when called twice."""
+    if rank_zero_only.rank != 0:
+        return
+    if failed is None:
+        failed = sys.exc_info()[0] is not None
+    for logger in loggers:
+        run = getattr(logger, "_experiment", None) if isinstance(logger, WandbLogger) else None
+        if run is None:
+            continue
+        try:
+            run.finish(exit_code=1 if failed else 0)
+        except Exception as err:  # noqa: BLE001 - closing must not hide the job's own outcome
+            warnings.warn(f"W&B: the run could not be finished ({type(err).__name__}: {err})", stacklevel=2)
+        finally:
+            _STARTED_RUNS.discard(getattr(run, "id", None))

@@ -1,10 +1,12 @@
 """Which checkpoint a run resumes from (``ckpt_path=last``, ``resume=auto``) and whether it fits the config.
 
 ``ckpt_path=last`` looks first in this run's own ``checkpoints/last.ckpt`` (a run restarted with the same
-``hydra.run.dir``), then in the newest earlier run of the same task whose command-line overrides equal this
-run's (ignoring ``ckpt_path``, ``resume``, ``trainer.max_steps`` and ``hydra.*``; single runs and multirun jobs
-alike): the same command plus ``ckpt_path=last`` continues the run it
-repeats. ``resume=auto`` does the same but starts afresh when there is nothing to resume.
+``hydra.run.dir``, or job k of a sweep re-run in the same ``hydra.sweep.dir``), then in the newest earlier run of the
+same task whose command-line overrides equal this run's (ignoring ``ckpt_path``, ``resume``, ``trainer.max_steps`` and
+``hydra.*``; single runs and multirun jobs alike): the same command plus ``ckpt_path=last`` continues the run it
+repeats. ``resume=auto`` does the same but starts afresh when there is nothing to resume, and skips a job whose
+directory records it finished (``status.json``, same ``trainer.max_steps``): a sweep re-run with ``resume=auto`` runs
+only what is missing.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import yaml
 
 from difflab.errors import ConfigError
 from difflab.module import CHECKPOINT_KEY
+from difflab.sweeps.status import FINISHED, read_status
 
-__all__ = ["RESUME_IGNORED_OVERRIDES", "find_last_checkpoint", "resolve_ckpt_path", "config_mismatches"]
+__all__ = ["RESUME_IGNORED_OVERRIDES", "identity_overrides", "find_last_checkpoint", "finished_job",
+           "resolve_ckpt_path", "config_mismatches"]
 
 RESUME_IGNORED_OVERRIDES = ("ckpt_path", "resume", "trainer.max_steps")
 # The parts of a run's config that must equal the checkpoint's for its weights and optimizer state to fit and
@@ -28,7 +32,8 @@ MODEL_KEYS = ("backbone", "objective", "schedule", "conditioning.enabled", "ema.
               "data.shape", "data.num_classes")
 
 
-def _relevant(overrides: Iterable[str]) -> list[str]:
+def identity_overrides(overrides: Iterable[str]) -> list[str]:
+    """``overrides`` without those that do not change what a run computes (resume options, ``hydra.*``), sorted."""
     keep = []
     for item in overrides:
         key = item.split("=", 1)[0].lstrip("+~")
@@ -37,13 +42,51 @@ def _relevant(overrides: Iterable[str]) -> list[str]:
     return sorted(keep)
 
 
+def check_own_directory(output_dir: Path, overrides: Sequence[str]) -> None:
+    """Refuse to resume in ``output_dir`` when its ``status.json`` records a job with other overrides (a fixed
+    ``hydra.sweep.dir`` re-used for another sweep: job k would continue another job's run)."""
+    record = read_status(output_dir)
+    if record is None:
+        return
+    recorded, wanted = identity_overrides(record.get("overrides") or []), identity_overrides(overrides)
+    if recorded != wanted:
+        raise ConfigError(f"{output_dir} holds a run of other overrides {recorded}, not {wanted}; resume the same "
+                          "command (same sweep axes, in the same order) or give the sweep a new hydra.sweep.dir")
+
+
+def check_fresh_directory(output_dir: Path) -> None:
+    """Refuse to start a run afresh in ``output_dir`` when it holds a run that got somewhere (its checkpoints and
+    logs would be overwritten): a sweep re-run in a fixed ``hydra.sweep.dir`` without ``resume=auto``."""
+    record = read_status(output_dir)
+    if record is None or (not record.get("step") and not (output_dir / "checkpoints" / "last.ckpt").is_file()):
+        return
+    raise ConfigError(f"{output_dir} holds a run already ({record.get('status')} at step {record.get('step')}); "
+                      "add resume=auto to continue it (or skip it when finished), or give a new hydra.sweep.dir "
+                      "(hydra.run.dir for a single run)")
+
+
+def finished_job(
+    output_dir: Path, overrides: Sequence[str], max_steps: int, sweep_job: bool = False
+) -> dict[str, Any] | None:
+    """The ``status.json`` record of ``output_dir`` when it holds this very job (same overrides), finished with the
+    same ``trainer.max_steps``: ``resume=auto`` then skips it and keeps its results. None otherwise. A sweep job
+    whose directory holds another job is refused (:func:`check_own_directory`)."""
+    if sweep_job:
+        check_own_directory(output_dir, overrides)
+    record = read_status(output_dir)
+    if (record is None or record.get("status") != FINISHED or record.get("max_steps") != max_steps
+            or identity_overrides(record.get("overrides") or []) != identity_overrides(overrides)):
+        return None
+    return record
+
+
 def find_last_checkpoint(output_dir: Path, task_dir: Path, overrides: Sequence[str]) -> Path | None:
     """This run's ``last.ckpt``, else the newest ``last.ckpt`` of an earlier run in ``task_dir`` with the same
     overrides."""
     own = output_dir / "checkpoints" / "last.ckpt"
     if own.is_file():
         return own
-    wanted = _relevant(overrides)
+    wanted = identity_overrides(overrides)
     candidates = []
     for ckpt in (list(task_dir.glob("runs/*/checkpoints/last.ckpt"))
                  + list(task_dir.glob("multiruns/*/*/checkpoints/last.ckpt"))):
@@ -51,30 +94,37 @@ def find_last_checkpoint(output_dir: Path, task_dir: Path, overrides: Sequence[s
         recorded = run / ".hydra" / "overrides.yaml"
         if run == output_dir or not recorded.is_file():
             continue
-        if _relevant(yaml.safe_load(recorded.read_text()) or []) == wanted:
+        if identity_overrides(yaml.safe_load(recorded.read_text()) or []) == wanted:
             candidates.append(ckpt)
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
 def resolve_ckpt_path(
-    ckpt_path: str | None, resume: str | bool | None, output_dir: Path, task_dir: Path, overrides: Sequence[str]
+    ckpt_path: str | None, resume: str | bool | None, output_dir: Path, task_dir: Path, overrides: Sequence[str],
+    sweep_job: bool = False,
 ) -> str | None:
     """The checkpoint to resume from: ``ckpt_path`` as given, or found for ``last`` / ``resume=auto``; None: a fresh
-    run."""
+    run. A sweep job resumes in its own directory only when it holds the same job (:func:`check_own_directory`)."""
     if resume not in (None, False, "auto"):
         raise ConfigError(f"resume={resume!r} is not accepted; "
                           "use auto (continue the last matching run if there is one) or null")
     if ckpt_path is not None and ckpt_path != "last":
         return str(ckpt_path)
     if ckpt_path is None and resume != "auto":
+        check_fresh_directory(output_dir)
         return None
+    if sweep_job:
+        check_own_directory(output_dir, overrides)
     found = find_last_checkpoint(output_dir, task_dir, overrides)
     if found is None and ckpt_path == "last":
         raise ConfigError(
             f"ckpt_path=last found no checkpoints/last.ckpt in {output_dir} nor in an earlier run under {task_dir} "
-            f"with the same overrides {_relevant(overrides)}; give the checkpoint's path instead"
+            f"with the same overrides {identity_overrides(overrides)}; give the checkpoint's path instead"
         )
-    return None if found is None else str(found)
+    if found is None:
+        check_fresh_directory(output_dir)
+        return None
+    return str(found)
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -14,15 +14,20 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
-from difflab.builders import build_datamodule, build_module, build_sampler, to_container
+from difflab.builders import build_datamodule, build_module, build_sampler, instantiate_all, to_container
+from difflab.callbacks.periodic_scoring import PeriodicScoring, best_values
 from difflab.checkpoints import load_checkpoint
 from difflab.configs import CONFIG_DIR, task_overrides
-from difflab.errors import ConfigError, TrainingStopped, reported_as_config_error, user_errors
-from difflab.resume import config_mismatches, resolve_ckpt_path
+from difflab.errors import ConfigError, TrainingStopped, reported_as_config_error, root_message, user_errors
+from difflab.loggers import close_loggers
+from difflab.resume import config_mismatches, finished_job, resolve_ckpt_path
+from difflab.sweeps.status import FAILED, FINISHED, RUNNING, read_status, write_status
 
 __all__ = ["train", "main"]
 
@@ -31,20 +36,11 @@ warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the st
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
-def instantiate_all(node: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a callbacks/logger group that has a ``_target_`` (factories may return None:
-    skipped)."""
-    if not node:
-        return []
-    built = [instantiate(v) for v in node.values() if isinstance(v, DictConfig) and "_target_" in v]
-    return [obj for obj in built if obj is not None]
-
-
 def resume_checkpoint(cfg: DictConfig, run_config: dict[str, Any]) -> str | None:
     """The checkpoint this run resumes from, checked: loadable without running code, difflab's, and made by
     the same model as ``cfg`` asks for. None: a fresh run."""
     path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.get("resume"), Path(cfg.paths.output_dir),
-                             Path(cfg.paths.log_dir) / cfg.task_name, task_overrides())
+                             Path(cfg.paths.log_dir) / cfg.task_name, task_overrides(), sweep_job=in_sweep())
     if path is None:
         return None
     mismatches = config_mismatches(load_checkpoint(path), run_config)
@@ -79,8 +75,54 @@ def keep_previous_metrics(output_dir: Path) -> None:
     rank_zero_info(f"difflab: the metrics logged before this resume are kept in {target}")
 
 
+def in_sweep() -> bool:
+    """Whether this run is a job of a ``--multirun`` sweep."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def skipped_as_finished(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
+    """``resume=auto`` in a directory that holds this job finished: its ``status.json`` record (the job is skipped,
+    its results kept); None otherwise."""
+    if cfg.get("resume") != "auto" or cfg.get("ckpt_path") is not None:
+        return None
+    with reported_as_config_error():
+        record = finished_job(output_dir, task_overrides(), cfg.trainer.get("max_steps"), sweep_job=in_sweep())
+    if record is not None:
+        rank_zero_info(f"difflab: {output_dir} holds this job finished at step {record['step']}: skipped, its results "
+                       "kept (resume=auto)")
+    return record
+
+
+def scored_history(trainer: pl.Trainer) -> list[tuple[int, dict[str, float]]]:
+    """Every (step, {metric: value}) scored during the run (PeriodicScoring's history, restored on resume)."""
+    return next((list(c.history) for c in trainer.callbacks if isinstance(c, PeriodicScoring)), [])
+
+
+def record_failure(trainer: pl.Trainer, output_dir: Path, err: BaseException) -> None:
+    """Mark the run failed in its ``status.json``, with the step reached and the error's first line."""
+    if trainer.is_global_zero:  # Ctrl-C ends Lightning's fit with SystemExit
+        message = root_message(err) if isinstance(err, Exception) else f"interrupted ({type(err).__name__})"
+        write_status(output_dir, FAILED, step=trainer.global_step, error=message)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Build everything from ``cfg`` (every bad value is reported before work starts), then fit."""
+    """Build everything from ``cfg`` (every bad value is reported before work starts), then fit; the job's fate is
+    kept in ``<run dir>/status.json``."""
+    output_dir = Path(cfg.paths.output_dir)
+    done = skipped_as_finished(cfg, output_dir)
+    if done is not None:
+        return {k: float(v) for k, v in done.get("metrics", {}).items()}
+    try:
+        return fit(cfg, output_dir)
+    except Exception as err:
+        if rank_zero_only.rank == 0 and read_status(output_dir) is None:
+            # failed before training started (a directory holding an earlier run keeps that run's record)
+            write_status(output_dir, FAILED, task=cfg.task_name, overrides=task_overrides(), error=root_message(err))
+        raise
+
+
+def fit(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    """Build everything from ``cfg``, fit, and return the final logged values."""
     with reported_as_config_error():
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         run_config = to_container(cfg)
@@ -101,10 +143,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if ckpt_path is not None:
-        keep_previous_metrics(Path(cfg.paths.output_dir))
+        keep_previous_metrics(output_dir)
     if trainer.is_global_zero:
-        output_dir = Path(cfg.paths.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
+        write_status(output_dir, RUNNING, task=cfg.task_name, overrides=task_overrides(),
+                     max_steps=cfg.trainer.get("max_steps"), resumed_from=ckpt_path, metrics={})
         OmegaConf.save(OmegaConf.create(run_config), output_dir / "resolved_config.yaml")
         for logger in trainer.loggers:
             logger.log_hyperparams(run_config)
@@ -112,19 +155,36 @@ def train(cfg: DictConfig) -> dict[str, float]:
                    + (f", resuming from {ckpt_path}" if ckpt_path else ""))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if trainer.interrupted:  # Lightning ends fit quietly on Ctrl-C
+            raise TrainingStopped(f"interrupted at step {trainer.global_step}; last checkpoint: "
+                                  f"{last_good_checkpoint(trainer)} (the same command with resume=auto continues it)")
     except FloatingPointError as err:
-        raise TrainingStopped(
-            f"{err}: the run stopped there. Last good checkpoint: {last_good_checkpoint(trainer)}") from err
-    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+        stopped = TrainingStopped(f"{err}: the run stopped there. "
+                                  f"Last good checkpoint: {last_good_checkpoint(trainer)}")
+        record_failure(trainer, output_dir, stopped)
+        raise stopped from err
+    except BaseException as err:
+        record_failure(trainer, output_dir, err)
+        raise
+    finally:
+        close_loggers(trainer.loggers)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if trainer.is_global_zero:
+        write_status(output_dir, FINISHED, step=trainer.global_step, metrics=metrics,
+                     best=best_values(scored_history(trainer)))
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Console entry point ``difflab-train``; returns ``cfg.optimized_metric`` for sweepers when set."""
+    """Console entry point ``difflab-train``; returns the best value of ``cfg.optimized_metric`` over the run to
+    sweepers when set (difflab.sweeps.search)."""
+    from difflab.sweeps.launchers import requeued_resume
+    from difflab.sweeps.search import run_trial
+
     with user_errors("difflab-train"):
-        metrics = train(cfg)
-    metric = cfg.get("optimized_metric")
-    return metrics.get(metric) if metric else None
+        requeued_resume(cfg)  # a requeued submitit job continues from its own last.ckpt
+        return run_trial(cfg, train)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from difflab.builders import build_datamodule, build_module, build_sampler
 from difflab.callbacks import monitor_for
 from difflab.configs import CONFIG_DIR
 from difflab.data.fake_files import write_fake
-from difflab.train import instantiate_all
+from difflab.builders import instantiate_all
 
 CONF = Path(CONFIG_DIR)
 
@@ -25,7 +25,7 @@ def group_options(group: str) -> list[str]:
 
 # Groups whose options are swapped on their own into the default config; the others are checked below.
 SWAPPABLE = ["dataset", "backbone", "schedule", "objective", "sampler", "optim", "trainer", "logger", "callbacks",
-             "debug", "experiment", "metrics", "features", "scoring"]
+             "debug", "experiment", "metrics", "features", "scoring", "hparams_search"]
 CASES = [(g, o) for g in SWAPPABLE for o in group_options(g)]
 
 # A backbone needs data of its kind: the MLP takes 2-D points, U-Nets take images.

@@ -20,7 +20,7 @@ from difflab.errors import ConfigError
 from difflab.train import train
 
 README = (REPO_ROOT / "README.md").read_text()
-COMMAND = re.compile(r"^\s*(?:\$ |\.venv/bin/)?(difflab-(?:train|sample|evaluate))\b(.*)$")
+COMMAND = re.compile(r"^\s*(?:\$ |\.venv/bin/)?(difflab-(?:train|sample|evaluate|report))\b(.*)$")
 HYDRA_FLAGS = {"--multirun", "-m", "--cfg", "job", "hydra", "all"}
 
 
@@ -64,7 +64,8 @@ COMMANDS = readme_commands()
 
 
 def test_the_readme_has_commands_of_every_entry_point():
-    assert {program for program, _, _ in COMMANDS} == {"difflab-train", "difflab-sample", "difflab-evaluate"}
+    assert {program for program, _, _ in COMMANDS} == {"difflab-train", "difflab-sample", "difflab-evaluate",
+                                                        "difflab-report"}
     assert len(COMMANDS) >= 40
 
 

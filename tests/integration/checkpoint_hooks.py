@@ -1,10 +1,10 @@
 """Test-only checkpoint IO plugins, given to a run with a Hydra override of ``trainer.plugins``.
 
 ``KillingCheckpointIO`` makes a training process SIGKILL itself at an exact point of one checkpoint's
-write, as a preemption could: ``after_rename`` (the file took its name, nothing after it ran) or
-``before_rename`` (the temporary file half-written, not yet renamed). ``RecordingCheckpointIO`` notes,
-just before each checkpoint is written, which logged values are already on disk. A subprocess imports this
-module through PYTHONPATH (tests/integration), e.g.
+write, as a preemption could (optionally only in job ``job`` of a sweep, and only ``once``): ``after_rename``
+(the file took its name, nothing after it ran) or ``before_rename`` (the temporary file half-written, not yet
+renamed). ``RecordingCheckpointIO`` notes, just before each checkpoint is written, which logged values are already
+on disk. A subprocess imports this module through PYTHONPATH (tests/integration), e.g.
 
     trainer.plugins=[{_target_:checkpoint_hooks.KillingCheckpointIO,step:8,file:last.ckpt,moment:after_rename}]
 """
@@ -16,6 +16,8 @@ import os
 import signal
 from pathlib import Path
 from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
 
 from difflab.checkpoints import AtomicCheckpointIO
 
@@ -30,14 +32,25 @@ def plugin_override(name: str, **kwargs: Any) -> str:
 class KillingCheckpointIO(AtomicCheckpointIO):
     """Difflab's atomic checkpoint IO that SIGKILLs its process at ``moment`` of writing ``file`` at ``step``."""
 
-    def __init__(self, step: int, file: str, moment: str) -> None:
+    def __init__(self, step: int, file: str, moment: str, job: int | None = None, once: str | None = None) -> None:
         if moment not in ("after_rename", "before_rename"):
             raise ValueError(f"moment={moment!r}: after_rename or before_rename")
         self.step, self.file, self.moment = int(step), str(file), moment
+        self.job = job  # kill only in this job of a sweep (hydra.job.num)
+        self.once = Path(once) if once else None  # kill only while this marker file does not exist (then make it)
+
+    def _armed(self, checkpoint: dict[str, Any], path: Any) -> bool:
+        if checkpoint.get("global_step") != self.step or Path(path).name != self.file:
+            return False
+        if self.job is not None and HydraConfig.get().job.num != self.job:
+            return False
+        return self.once is None or not self.once.exists()
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        if checkpoint.get("global_step") != self.step or Path(path).name != self.file:
+        if not self._armed(checkpoint, path):
             return super().save_checkpoint(checkpoint, path, storage_options)
+        if self.once is not None:
+            self.once.touch()
         if self.moment == "before_rename":
             real_replace = os.replace
 

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from difflab.metrics.naming import extractor_label, metric_name
+from difflab.utils.metric_names import higher_is_better
 
 __all__ = ["MONITOR_PREFERENCE", "Monitor", "best_checkpoint", "monitored_metric", "monitor_for"]
 
@@ -56,7 +57,7 @@ def monitor_for(
     extractor = None if metric == "two_d" or not features else extractor_label(features["name"])
     sampler = evaluation["sampler"]
     name = metric_name(metric, extractor, metrics[metric]["num_samples"], sampler["name"], sampler["steps"])
-    return Monitor(name, "max" if metric == "inception_score" else "min")
+    return Monitor(name, "max" if higher_is_better(metric) else "min")
 
 
 def best_checkpoint(dirpath: str, metrics: Mapping[str, Any] | None, features: Mapping[str, Any] | None,

@@ -15,8 +15,19 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from difflab.callbacks.cadence import is_due
 from difflab.scoring import SampleScorer
+from difflab.utils.metric_names import higher_is_better
 
-__all__ = ["PeriodicScoring"]
+__all__ = ["PeriodicScoring", "best_values"]
+
+
+def best_values(history: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
+    """The best value of every metric over a scoring history [(step, {metric: value}), ...]."""
+    best: dict[str, float] = {}
+    for _, values in history:
+        for name, value in values.items():
+            pick = max if higher_is_better(name) else min
+            best[name] = pick(best[name], value) if name in best else value
+    return best
 
 
 def _plain(node: Any) -> Any:
@@ -55,6 +66,16 @@ class PeriodicScoring(pl.Callback):
         self.seconds = 0.0
         self.last_step = -1
         self.history: list[tuple[int, dict[str, float]]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        """The scoring history so far, kept in checkpoints: a resumed run's ``evaluation.json`` holds all of it."""
+        return {"history": [[step, dict(values)] for step, values in self.history], "seconds": self.seconds,
+                "last_step": self.last_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [(int(step), dict(values)) for step, values in state_dict.get("history", [])]
+        self.seconds = float(state_dict.get("seconds", 0.0))
+        self.last_step = int(state_dict.get("last_step", -1))
 
     def check_data(self, datamodule: Any) -> None:
         """Called by ``difflab-train`` before training: the data holds what the metrics need."""

@@ -1,0 +1,253 @@
+"""The difflab side of Hydra's launcher plugins (``conf/hydra/launcher``: joblib, submitit_local, submitit_slurm).
+
+:class:`SweepSetup` is a Hydra callback (``conf/hydra/default.yaml``). In the launching process, before any job
+starts, it refuses in one line (exit status 2) a launcher or sweeper whose plugin is not installed (naming the
+difflab extra that installs it), and a job that would start processes of its own inside a launcher's worker
+(``trainer.devices`` x ``trainer.num_nodes`` > 1 under joblib or submitit_local). It also creates the directory of
+a SQLite study (``hparams_search``), which SQLite does not. In each job's process it sets the threads of a joblib
+job (the cores shared by the parallel jobs) or of a submitit job (``cpus_per_task``), and links a submitit job's
+log folder into the job directory.
+
+The submitit presets size a job from the trainer with the resolvers ``difflab_gpus_per_node`` and
+``difflab_tasks_per_node``: one SLURM task per device, as Lightning's SLURM DDP expects.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = ["SweepSetup", "gpus_per_node", "job_processes", "launcher_kind", "missing_plugin", "requeued_resume",
+           "tasks_per_node", "threads_per_job", "usable_cores"]
+
+log = logging.getLogger(__name__)
+
+# launcher/sweeper module -> (pip distribution, difflab extra that installs it)
+PLUGINS = {
+    "hydra_plugins.hydra_joblib_launcher": ("hydra-joblib-launcher", "sweeps"),
+    "hydra_plugins.hydra_submitit_launcher": ("hydra-submitit-launcher", "sweeps"),
+    "hydra_plugins.hydra_optuna_sweeper": ("hydra-optuna-sweeper", "search"),
+}
+GPU_ACCELERATORS = ("gpu", "cuda", "auto")
+SQLITE = "sqlite:///"
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def launcher_kind(target: str) -> str:
+    """``joblib``, ``submitit_local``, ``submitit_slurm`` or ``basic`` (any other launcher) for a ``_target_``."""
+    if "hydra_joblib_launcher" in target:
+        return "joblib"
+    if "hydra_submitit_launcher" in target:
+        return "submitit_slurm" if target.endswith("SlurmLauncher") else "submitit_local"
+    return "basic"
+
+
+def missing_plugin(target: str) -> str | None:
+    """Why the plugin class ``target`` cannot be imported, with the command that installs it; None when it can."""
+    module = target.rsplit(".", 1)[0]
+    needed = [module] + (["submitit"] if "hydra_submitit_launcher" in module else [])
+    for name in needed:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            package, extra = next((v for k, v in PLUGINS.items() if module.startswith(k)), (name, "sweeps"))
+            return f"{package} cannot be imported ({err}); install it with: pip install \"difflab[{extra}]\""
+    return None
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. a SLURM or container allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_job(n_jobs: int | None, cores: int) -> int:
+    """Threads of each of ``n_jobs`` parallel jobs so that they share ``cores`` (joblib's meaning of n_jobs:
+    -1 all cores, -2 all but one, ...); 1 when there are more jobs than cores."""
+    jobs = cores if n_jobs is None else (n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs))
+    return max(1, cores // jobs)
+
+
+def set_threads(threads: int) -> None:
+    """Limit this process (torch's intra-op pool) and the processes it starts (OpenMP/MKL/BLAS) to ``threads``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    for name in THREAD_ENV_VARS:
+        os.environ[name] = str(threads)
+
+
+def _devices(devices: Any, accelerator: str) -> int:
+    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        return len(devices)
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if accelerator == "cpu" and devices in ("auto", -1):
+        return 1
+    raise ValueError(f"trainer.devices={devices!r}: a launcher preset needs the number of devices per node "
+                     "(e.g. trainer.devices=4)")
+
+
+def gpus_per_node(accelerator: str, devices: Any) -> int | None:
+    """``hydra.launcher.gpus_per_node`` of the submitit presets: ``trainer.devices`` on GPUs, None on the CPU."""
+    return _devices(devices, accelerator) if str(accelerator) in GPU_ACCELERATORS else None
+
+
+def tasks_per_node(accelerator: str, devices: Any) -> int:
+    """``hydra.launcher.tasks_per_node`` of submitit_slurm: one task per device (Lightning's SLURM DDP)."""
+    return _devices(devices, str(accelerator))
+
+
+for _name, _fn in (("difflab_gpus_per_node", gpus_per_node), ("difflab_tasks_per_node", tasks_per_node)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _fn)
+
+
+def job_processes(trainer: Mapping[str, Any]) -> int:
+    """The processes one training job runs: ``trainer.devices`` x ``trainer.num_nodes``."""
+    return _devices(trainer.get("devices", 1), str(trainer.get("accelerator", "cpu"))) * int(
+        trainer.get("num_nodes", 1) or 1)
+
+
+def _job_trainers(config: DictConfig) -> Iterator[tuple[list[str], Mapping[str, Any]]]:
+    """(swept overrides, trainer node) of every job of a basic sweep, composed as the launcher will; just the
+    master config's trainer for other sweepers (their jobs are decided while they run)."""
+    yield [], config.trainer
+    if "basic_sweeper" not in str(config.hydra.sweeper.get("_target_", "")):
+        return
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    parsed = OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])
+    swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
+    if not swept:
+        return
+    loader = GlobalHydra.instance().config_loader()
+    for batch in BasicSweeper.split_arguments(parsed, None):
+        for job in batch:
+            yield ([o for o in job if o.split("=", 1)[0] in swept],
+                   loader.load_sweep_config(config, list(job)).trainer)
+
+
+def refusal(config: DictConfig) -> str | None:
+    """Why this multirun cannot start with its launcher (one line), or None."""
+    launcher = config.hydra.launcher
+    target = str(launcher.get("_target_", ""))
+    kind = launcher_kind(target)
+    if kind == "basic":
+        return None
+    choice = config.hydra.runtime.choices.get("hydra/launcher", kind)
+    reason = missing_plugin(target)
+    if reason is not None:
+        return f"hydra/launcher={choice}: {reason}"
+    try:
+        OmegaConf.to_container(launcher, resolve=True)
+    except Exception as err:  # noqa: BLE001 - an interpolation of the preset that cannot be resolved
+        cause = err.__cause__ or err
+        return f"hydra/launcher={choice}: {str(cause).splitlines()[0]}"
+    if kind == "submitit_slurm" or "trainer" not in config:
+        return None
+    for swept, trainer in _job_trainers(config):
+        try:
+            processes = job_processes(trainer)
+        except ValueError as err:
+            return f"hydra/launcher={choice}: {err}"
+        if processes > 1:
+            job = f" (job {' '.join(swept)})" if swept else ""
+            return (f"hydra/launcher={choice} runs each job in one worker process, but trainer.devices x "
+                    f"trainer.num_nodes = {processes}{job} asks for a DDP job that starts processes of its own; "
+                    "run DDP jobs with the basic launcher (one after another) or hydra/launcher=submitit_slurm")
+    return None
+
+
+def link_submitit_logs(job_dir: Path) -> Path | None:
+    """In a submitit job: ``<job dir>/submitit_logs`` -> this job's submitit folder (its ``*_log.out`` and
+    ``*_log.err``), a relative link. None outside submitit."""
+    if "SUBMITIT_EXECUTOR" not in os.environ:
+        return None
+    import submitit
+
+    folder = submitit.JobEnvironment().paths.folder
+    link = job_dir / "submitit_logs"
+    target = os.path.relpath(folder, job_dir)
+    try:
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(target, target_is_directory=True)
+    except FileExistsError:  # another task of the same job made it
+        pass
+    return link
+
+
+def requeued_resume(cfg: DictConfig) -> bool:
+    """A submitit job whose own directory already holds ``checkpoints/last.ckpt`` (it was preempted or timed out
+    and requeued with the same command): set ``resume=auto`` so that it continues from there, unless ``ckpt_path``
+    or ``resume`` was given. True when it was set."""
+    if "SUBMITIT_EXECUTOR" not in os.environ or cfg.get("ckpt_path") is not None or cfg.get("resume") is not None:
+        return False
+    if not (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file():
+        return False
+    cfg.resume = "auto"
+    log.info("difflab: a requeued submitit job: resume=auto (it continues from its checkpoints/last.ckpt)")
+    return True
+
+
+def sweeper_refusal(config: DictConfig) -> str | None:
+    """Why the sweeper plugin cannot be used (one line), or None; creates the directory of a SQLite study."""
+    sweeper = config.hydra.sweeper
+    target = str(sweeper.get("_target_", ""))
+    if not target.startswith("hydra_plugins."):
+        return None
+    reason = missing_plugin(target)
+    if reason is not None:
+        return f"hydra/sweeper={config.hydra.runtime.choices.get('hydra/sweeper')}: {reason}"
+    storage = sweeper.get("storage")
+    if isinstance(storage, str) and storage.startswith(SQLITE):
+        Path(storage[len(SQLITE):]).parent.mkdir(parents=True, exist_ok=True)  # SQLite creates no directory
+    return None
+
+
+class SweepSetup(Callback):
+    """Hydra callback for the launcher presets and the sweeper (see the module docstring)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        reason = sweeper_refusal(config) or refusal(config)
+        if reason is not None:
+            print(f"difflab-{config.get('task_name', 'train')}: error: {reason}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        launcher = config.hydra.launcher
+        kind = launcher_kind(str(launcher.get("_target_", "")))
+        job = f"job {config.hydra.job.get('num')}"
+        if kind == "joblib":
+            cores, n_jobs = usable_cores(), launcher.get("n_jobs")
+            set_threads(threads_per_job(n_jobs, cores))
+            log.info(f"difflab: joblib {job}: n_jobs={n_jobs} on {cores} cores: torch threads: {_torch_threads()}")
+        elif kind.startswith("submitit"):
+            cpus = launcher.get("cpus_per_task")
+            if cpus:
+                set_threads(int(cpus))
+            link = link_submitit_logs(Path(config.hydra.runtime.output_dir))
+            log.info(f"difflab: {kind} {job}: torch threads: {_torch_threads()}"
+                     + (f"; submitit logs in {link}/" if link else ""))
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()

@@ -1,0 +1,72 @@
+"""hparams_search=moons_optuna: trials return the best scored value of their run; the same command run again
+continues the study kept in SQLite."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import optuna
+import pytest
+import yaml
+from conftest import run_cli
+from sweep_settings import METRIC, ONE_THREAD, TINY, job_dirs, scored, status
+
+STUDY = "moons_optuna"
+
+
+def search(tmp_path, n_trials: int, *extra: str):
+    result = run_cli("train", "--multirun", *TINY, f"hparams_search={STUDY}", f"hydra.sweeper.n_trials={n_trials}",
+                     *extra, cwd=tmp_path, env=ONE_THREAD, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def csv_values(job, metric: str) -> list[float]:
+    """``metric`` as Lightning's CSV logger wrote it (rows are sparse: only some columns filled)."""
+    with open(job / "csv" / "metrics.csv") as handle:
+        return [float(row[metric]) for row in csv.DictReader(handle) if row.get(metric)]
+
+
+def test_a_search_continues_its_study_and_trials_return_their_best_value(tmp_path):
+    search(tmp_path, 3)
+    search(tmp_path, 1)
+    study_dir = tmp_path / "outputs" / "train" / "hparams_search" / STUDY
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{study_dir / 'optuna.db'}")
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    runs = sorted(p for p in study_dir.iterdir() if p.is_dir())
+    assert len(runs) == 2  # one sweep directory per run of the command
+    jobs = job_dirs(runs[0]) + job_dirs(runs[1])
+    assert len(jobs) == 4
+    for trial, job in zip(trials, jobs):
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        assert f"optim.optimizer.lr={trial.params['optim.optimizer.lr']}" in overrides
+        assert status(job)["status"] == "finished"
+        history = scored(job)
+        assert len(history) == 2
+        assert trial.value == min(history)  # the best value of the run, not the last
+        assert trial.value == pytest.approx(min(csv_values(job, METRIC)), rel=1e-6)
+
+    report = run_cli("report", f"sweeps={study_dir}", "figures=false", cwd=tmp_path)  # the study's folder of sweeps
+    assert report.returncode == 0, report.stderr[-3000:]
+    with open(study_dir / "report.csv") as handle:
+        rows = {row["job"]: row for row in csv.DictReader(handle)}
+    assert len(rows) == 4 and {row["status"] for row in rows.values()} == {"finished"}
+    best = sorted(float(row[f"{METRIC}/best"]) for row in rows.values())
+    assert best == pytest.approx(sorted(t.value for t in trials), rel=1e-9)
+
+
+def test_a_diverged_trial_returns_inf_and_the_search_goes_on(tmp_path):
+    result = search(tmp_path, 2, "optim.optimizer.lr=1e30", f"hydra.sweeper.study_name={STUDY}_diverged")
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if "trial diverged" in line]
+    assert len(lines) == 2 and all(f"{METRIC} = inf returned to the sweeper" in line for line in lines)
+    study_dir = tmp_path / "outputs" / "train" / "hparams_search" / STUDY
+    study = optuna.load_study(study_name=f"{STUDY}_diverged", storage=f"sqlite:///{study_dir / 'optuna.db'}")
+    assert [t.value for t in study.trials] == [math.inf, math.inf]
+    (run,) = [p for p in study_dir.iterdir() if p.is_dir()]
+    for job in job_dirs(run):
+        record = status(job)
+        assert record["status"] == "failed" and "the training loss is" in record["error"]
