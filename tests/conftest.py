@@ -18,7 +18,13 @@ from difflab.configs import CONFIG_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n N (the default, see pyproject.toml): N workers side by side, one thread each, subprocesses included;
+    # N workers each spinning two threads on two cores would slow every one of them down many times
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:

@@ -175,5 +175,22 @@ def test_a_fresh_run_refuses_a_directory_that_holds_a_run(tmp_path):
     write_record(run, status="finished", step=30)
     with pytest.raises(ValueError, match=r"holds a run already \(finished at step 30\); add resume=auto"):
         resolve_ckpt_path(None, None, run, tmp_path, [])
-    with pytest.raises(ValueError, match="holds a run already"):  # resume=auto that finds no checkpoint to continue
-        resolve_ckpt_path(None, "auto", run, tmp_path, [])
+    # resume=auto with no checkpoint to continue (stopped before the first one): starts afresh in the directory
+    assert resolve_ckpt_path(None, "auto", run, tmp_path, []) is None
+
+
+def test_a_sweep_job_continues_only_its_own_run_and_reads_the_run_s_own_overrides(tmp_path):
+    task_dir = tmp_path / "train"
+    earlier = task_dir / "runs" / "2026-11-30_10-00-00"
+    (earlier / "checkpoints").mkdir(parents=True)
+    (earlier / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (earlier / ".hydra").mkdir()
+    (earlier / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["seed=1"]))
+    job = task_dir / "sweeps" / "moons" / "0"
+    assert resolve_ckpt_path(None, "auto", job, task_dir, ["seed=1"]) == str(earlier / "checkpoints" / "last.ckpt")
+    assert resolve_ckpt_path(None, "auto", job, task_dir, ["seed=1"], sweep_job=True) is None  # starts afresh
+    # a job refused in that directory had Hydra rewrite its .hydra/overrides.yaml: the run's status.json decides
+    write_record(earlier, status="finished", task="train", overrides=["seed=2"], step=10)
+    assert resolve_ckpt_path(None, "auto", tmp_path / "new", task_dir, ["seed=1"]) is None
+    assert resolve_ckpt_path(None, "auto", tmp_path / "new", task_dir, ["seed=2", "logger=wandb",
+                                                                        "hydra/launcher=joblib"]) is not None

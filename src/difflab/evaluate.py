@@ -11,6 +11,7 @@ The job's fate (running, finished, failed with its error) is kept in ``status.js
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import time
 from pathlib import Path
@@ -18,7 +19,6 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
@@ -30,6 +30,7 @@ from difflab.errors import ConfigError, reported_as_config_error, root_message, 
 from difflab.loggers import close_loggers
 from difflab.sample import resolve_device
 from difflab.scoring import SampleScorer
+from difflab.sweeps.overrides import in_sweep
 from difflab.sweeps.status import FAILED, FINISHED, RUNNING, write_status
 from difflab.utils.metric_names import short_name
 
@@ -118,10 +119,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     write_results([row], out)
     log_result(loggers, row, values, to_container(cfg))
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        sweep = Path(HydraConfig.get().sweep.dir)
-        previous = json.loads((sweep / "results.json").read_text()) if (sweep / "results.json").is_file() else []
-        write_results([*previous, row], sweep)
+    if in_sweep():
+        append_to_sweep_results(row, Path(HydraConfig.get().sweep.dir))
     print("difflab-evaluate: " + ", ".join(f"{k} = {v:.4f}" for k, v in values.items()) + f" -> {out / 'results.json'}")
     return row
 
@@ -138,6 +137,15 @@ def evaluate_recorded(cfg: DictConfig) -> dict[str, Any]:
     names = json.loads(row["metric_names"])
     write_status(out, FINISHED, step=row["step"], metrics={name: row[short_name(name)] for name in names})
     return row
+
+
+def append_to_sweep_results(row: dict[str, Any], sweep: Path) -> None:
+    """Add ``row`` to the sweep's ``results.json``/``.csv``, under a lock: jobs run side by side (joblib, submitit)
+    must not lose each other's rows."""
+    with open(sweep / ".results.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        previous = json.loads((sweep / "results.json").read_text()) if (sweep / "results.json").is_file() else []
+        write_results([*previous, row], sweep)
 
 
 def log_result(loggers: list[Logger], row: dict[str, Any], values: dict[str, float], config: dict[str, Any]) -> None:

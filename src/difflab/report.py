@@ -23,6 +23,7 @@ from difflab.reporting.figures import draw_figures
 from difflab.reporting.grouping import choose_metrics, group_jobs, numeric_keys, swept_keys
 from difflab.reporting.jobs import find_jobs, read_job
 from difflab.reporting.table import markdown, write_csv
+from difflab.sweeps.overrides import override_key
 
 __all__ = ["report", "run", "main"]
 
@@ -44,6 +45,8 @@ def sweep_paths(cfg: DictConfig) -> list[Path]:
     if OmegaConf.is_missing(cfg, "sweeps") or not _names(cfg, "sweeps"):
         raise ConfigError(f"sweeps is required: {EXPECTED}, e.g. sweeps=outputs/train/multiruns/<date> "
                           "or sweeps=[DIR1,DIR2]")
+    if any(not name.strip() for name in _names(cfg, "sweeps")):
+        raise ConfigError(f"sweeps={_names(cfg, 'sweeps')!r} holds an empty path; expected {EXPECTED}")
     paths = [Path(p).expanduser() for p in _names(cfg, "sweeps")]
     for path in paths:
         if not path.exists():
@@ -68,7 +71,13 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         if all(job.setting(key) is None for job in jobs):
             raise ConfigError(f"group_by: {key} is set by none of the {len(jobs)} jobs; "
                               f"swept keys: {', '.join(k for k in swept if k not in keys) or 'none'}")
-    metrics, unmatched = choose_metrics(jobs, _names(cfg, "select") or ["val/*", "train/loss"])
+    patterns = _names(cfg, "select")
+    if patterns is not None and not patterns:
+        raise ConfigError("select=[] selects no metric; give names or glob patterns, e.g. select=[val/fid*], "
+                          "or leave the default [val/*,train/loss]")
+    if not isinstance(cfg.get("figures", True), bool):
+        raise ConfigError(f"figures={cfg.get('figures')!r} is not accepted; use true or false")
+    metrics, unmatched = choose_metrics(jobs, patterns or ["val/*", "train/loss"])
     groups = group_jobs(jobs, keys)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(out_dir / "report.csv", jobs, swept, metrics, out_dir)
@@ -87,8 +96,7 @@ def refuse_metrics_group(args: list[str]) -> None:
     """``metrics=[...]`` would make Hydra load difflab's config group of that name and fail with its own message:
     point to ``select`` instead, in one line (exit status 2)."""
     for arg in args:
-        key = arg.split("=", 1)[0].lstrip("+~")
-        if "=" in arg and key == "metrics":
+        if "=" in arg and override_key(arg) == "metrics":
             print(f"difflab-report: error: {arg!r}: metrics is difflab's config group of scored metrics, "
                   "not an option of the report; choose the reported metrics with select=[NAME_OR_PATTERN,...] "
                   "(e.g. select=[val/fid*])",

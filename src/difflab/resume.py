@@ -1,17 +1,18 @@
 """Which checkpoint a run resumes from (``ckpt_path=last``, ``resume=auto``) and whether it fits the config.
 
 ``ckpt_path=last`` looks first in this run's own ``checkpoints/last.ckpt`` (a run restarted with the same
-``hydra.run.dir``, or job k of a sweep re-run in the same ``hydra.sweep.dir``), then in the newest earlier run of the
-same task whose command-line overrides equal this run's (ignoring ``ckpt_path``, ``resume``, ``trainer.max_steps`` and
-``hydra.*``; single runs and multirun jobs alike): the same command plus ``ckpt_path=last`` continues the run it
-repeats. ``resume=auto`` does the same but starts afresh when there is nothing to resume, and skips a job whose
-directory records it finished (``status.json``, same ``trainer.max_steps``): a sweep re-run with ``resume=auto`` runs
-only what is missing.
+``hydra.run.dir``), then in the newest earlier run of the same task whose command-line overrides equal this run's
+(:func:`~difflab.sweeps.overrides.identity_overrides`: ignoring ``ckpt_path``, ``trainer.max_steps``, ``resume``,
+``logger`` and Hydra's settings): the same command plus ``ckpt_path=last`` continues the run it repeats.
+``resume=auto`` does the same but starts afresh when there is nothing to resume. A job of a sweep looks only in its
+own directory (job k of a sweep re-run in the same ``hydra.sweep.dir``), refuses a directory that holds another job,
+and is skipped when its directory records it finished (``status.json``, same ``trainer.max_steps``): a sweep re-run
+with ``resume=auto`` runs only what is missing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,12 @@ import yaml
 
 from difflab.errors import ConfigError
 from difflab.module import CHECKPOINT_KEY
+from difflab.sweeps.overrides import identity_overrides
 from difflab.sweeps.status import FINISHED, read_status
 
-__all__ = ["RESUME_IGNORED_OVERRIDES", "identity_overrides", "find_last_checkpoint", "finished_job",
-           "resolve_ckpt_path", "config_mismatches"]
+__all__ = ["recorded_overrides", "check_own_directory", "check_fresh_directory", "find_last_checkpoint",
+           "finished_job", "resolve_ckpt_path", "config_mismatches"]
 
-RESUME_IGNORED_OVERRIDES = ("ckpt_path", "resume", "trainer.max_steps")
 # The parts of a run's config that must equal the checkpoint's for its weights and optimizer state to fit and
 # mean what they meant: the network, the objective, the whole noise schedule (each of its keys changes the betas
 # the network learnt), the data's shape and (for a conditional model, see config_mismatches) its classes.
@@ -32,14 +33,14 @@ MODEL_KEYS = ("backbone", "objective", "schedule", "conditioning.enabled", "ema.
               "data.shape", "data.num_classes")
 
 
-def identity_overrides(overrides: Iterable[str]) -> list[str]:
-    """``overrides`` without those that do not change what a run computes (resume options, ``hydra.*``), sorted."""
-    keep = []
-    for item in overrides:
-        key = item.split("=", 1)[0].lstrip("+~")
-        if key not in RESUME_IGNORED_OVERRIDES and not key.startswith("hydra."):
-            keep.append(item)
-    return sorted(keep)
+def recorded_overrides(run: Path) -> list[str] | None:
+    """The overrides a run directory's own run was started with: its ``status.json`` record (which Hydra does not
+    touch), else ``.hydra/overrides.yaml`` (rewritten by Hydra for every job started there, even one refused)."""
+    record = read_status(run)
+    if record is not None and record.get("task"):
+        return list(record.get("overrides") or [])
+    saved = run / ".hydra" / "overrides.yaml"
+    return (yaml.safe_load(saved.read_text()) or []) if saved.is_file() else None
 
 
 def check_own_directory(output_dir: Path, overrides: Sequence[str]) -> None:
@@ -80,21 +81,21 @@ def finished_job(
     return record
 
 
-def find_last_checkpoint(output_dir: Path, task_dir: Path, overrides: Sequence[str]) -> Path | None:
-    """This run's ``last.ckpt``, else the newest ``last.ckpt`` of an earlier run in ``task_dir`` with the same
-    overrides."""
+def find_last_checkpoint(
+    output_dir: Path, task_dir: Path, overrides: Sequence[str], own_only: bool = False
+) -> Path | None:
+    """This run's ``last.ckpt``, else (unless ``own_only``: a sweep job) the newest ``last.ckpt`` of an earlier run
+    in ``task_dir`` with the same overrides."""
     own = output_dir / "checkpoints" / "last.ckpt"
-    if own.is_file():
-        return own
+    if own.is_file() or own_only:
+        return own if own.is_file() else None
     wanted = identity_overrides(overrides)
     candidates = []
     for ckpt in (list(task_dir.glob("runs/*/checkpoints/last.ckpt"))
                  + list(task_dir.glob("multiruns/*/*/checkpoints/last.ckpt"))):
         run = ckpt.parent.parent
-        recorded = run / ".hydra" / "overrides.yaml"
-        if run == output_dir or not recorded.is_file():
-            continue
-        if identity_overrides(yaml.safe_load(recorded.read_text()) or []) == wanted:
+        recorded = recorded_overrides(run)
+        if run != output_dir and recorded is not None and identity_overrides(recorded) == wanted:
             candidates.append(ckpt)
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
@@ -115,16 +116,14 @@ def resolve_ckpt_path(
         return None
     if sweep_job:
         check_own_directory(output_dir, overrides)
-    found = find_last_checkpoint(output_dir, task_dir, overrides)
+    found = find_last_checkpoint(output_dir, task_dir, overrides, own_only=sweep_job)
     if found is None and ckpt_path == "last":
         raise ConfigError(
-            f"ckpt_path=last found no checkpoints/last.ckpt in {output_dir} nor in an earlier run under {task_dir} "
-            f"with the same overrides {identity_overrides(overrides)}; give the checkpoint's path instead"
+            f"ckpt_path=last found no checkpoints/last.ckpt in {output_dir}"
+            + ("" if sweep_job else f" nor in an earlier run under {task_dir}")
+            + f" with the same overrides {identity_overrides(overrides)}; give the checkpoint's path instead"
         )
-    if found is None:
-        check_fresh_directory(output_dir)
-        return None
-    return str(found)
+    return None if found is None else str(found)  # resume=auto with nothing to continue: start afresh
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:

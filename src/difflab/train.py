@@ -14,19 +14,18 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from difflab.builders import build_datamodule, build_module, build_sampler, instantiate_all, to_container
-from difflab.callbacks.periodic_scoring import PeriodicScoring, best_values
+from difflab.callbacks.periodic_scoring import best_values, scoring_history
 from difflab.checkpoints import load_checkpoint
 from difflab.configs import CONFIG_DIR, task_overrides
 from difflab.errors import ConfigError, TrainingStopped, reported_as_config_error, root_message, user_errors
 from difflab.loggers import close_loggers
 from difflab.resume import config_mismatches, finished_job, resolve_ckpt_path
+from difflab.sweeps.overrides import identity_overrides, in_sweep
 from difflab.sweeps.status import FAILED, FINISHED, RUNNING, read_status, write_status
 
 __all__ = ["train", "main"]
@@ -75,11 +74,6 @@ def keep_previous_metrics(output_dir: Path) -> None:
     rank_zero_info(f"difflab: the metrics logged before this resume are kept in {target}")
 
 
-def in_sweep() -> bool:
-    """Whether this run is a job of a ``--multirun`` sweep."""
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def skipped_as_finished(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
     """``resume=auto`` in a directory that holds this job finished: its ``status.json`` record (the job is skipped,
     its results kept); None otherwise."""
@@ -93,9 +87,14 @@ def skipped_as_finished(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | N
     return record
 
 
-def scored_history(trainer: pl.Trainer) -> list[tuple[int, dict[str, float]]]:
-    """Every (step, {metric: value}) scored during the run (PeriodicScoring's history, restored on resume)."""
-    return next((list(c.history) for c in trainer.callbacks if isinstance(c, PeriodicScoring)), [])
+def failure_is_recorded(output_dir: Path) -> bool:
+    """Whether a failure before training goes into ``output_dir``'s ``status.json``: yes when it holds no record or
+    an unfinished one of this same job; a directory holding another job's run, or this job finished, keeps it."""
+    record = read_status(output_dir)
+    if record is None:
+        return True
+    same_job = identity_overrides(record.get("overrides") or []) == identity_overrides(task_overrides())
+    return same_job and record.get("status") != FINISHED
 
 
 def record_failure(trainer: pl.Trainer, output_dir: Path, err: BaseException) -> None:
@@ -115,8 +114,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         return fit(cfg, output_dir)
     except Exception as err:
-        if rank_zero_only.rank == 0 and read_status(output_dir) is None:
-            # failed before training started (a directory holding an earlier run keeps that run's record)
+        if rank_zero_only.rank == 0 and failure_is_recorded(output_dir):
             write_status(output_dir, FAILED, task=cfg.task_name, overrides=task_overrides(), error=root_message(err))
         raise
 
@@ -142,8 +140,7 @@ def fit(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         loggers = instantiate_all(cfg.get("logger"))
         trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    if ckpt_path is not None:
-        keep_previous_metrics(output_dir)
+    keep_previous_metrics(output_dir)  # a resumed run, or one restarted afresh in its own directory (resume=auto)
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_status(output_dir, RUNNING, task=cfg.task_name, overrides=task_overrides(),
@@ -155,9 +152,6 @@ def fit(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
                    + (f", resuming from {ckpt_path}" if ckpt_path else ""))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        if trainer.interrupted:  # Lightning ends fit quietly on Ctrl-C
-            raise TrainingStopped(f"interrupted at step {trainer.global_step}; last checkpoint: "
-                                  f"{last_good_checkpoint(trainer)} (the same command with resume=auto continues it)")
     except FloatingPointError as err:
         stopped = TrainingStopped(f"{err}: the run stopped there. "
                                   f"Last good checkpoint: {last_good_checkpoint(trainer)}")
@@ -171,7 +165,7 @@ def fit(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
         write_status(output_dir, FINISHED, step=trainer.global_step, metrics=metrics,
-                     best=best_values(scored_history(trainer)))
+                     best=best_values(scoring_history(trainer)))
     return metrics
 
 
@@ -179,11 +173,11 @@ def fit(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     """Console entry point ``difflab-train``; returns the best value of ``cfg.optimized_metric`` over the run to
     sweepers when set (difflab.sweeps.search)."""
-    from difflab.sweeps.launchers import requeued_resume
     from difflab.sweeps.search import run_trial
+    from difflab.sweeps.submitit import requeued_resume
 
     with user_errors("difflab-train"):
-        requeued_resume(cfg)  # a requeued submitit job continues from its own last.ckpt
+        requeued_resume(cfg)  # a requeued submitit job continues its own run (status.json of an earlier attempt)
         return run_trial(cfg, train)
 
 

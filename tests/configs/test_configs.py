@@ -10,11 +10,10 @@ import torch
 from conftest import compose_config
 from hydra.utils import instantiate
 
-from difflab.builders import build_datamodule, build_module, build_sampler
+from difflab.builders import build_datamodule, build_module, build_sampler, instantiate_all
 from difflab.callbacks import monitor_for
 from difflab.configs import CONFIG_DIR
 from difflab.data.fake_files import write_fake
-from difflab.builders import instantiate_all
 
 CONF = Path(CONFIG_DIR)
 

@@ -16,7 +16,7 @@ from wandb_records import read_finished_run
 
 from difflab.callbacks.run_summary import best_and_last
 from difflab.loggers import close_loggers, make_wandb_logger
-from difflab.sweeps import RunIdentity, run_identity
+from difflab.sweeps.identity import RunIdentity, run_identity
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ def training_sweep(root: Path, seed: int = 0) -> dict:
         overrides = ["experiment=moons", f"schedule={schedule}", f"seed={job_seed}", "trainer.max_steps=40"]
         error = "loss is nan at step 20: the run stopped there" if fate == "failed" else None
         if fate == "resumed":
-            overrides.append("ckpt_path=last")  # never a swept key
+            overrides.append("ckpt_path=last")  # resumes a training job: not a swept key
             loss[10] = 0.05
         status = {"task": "train", "overrides": overrides, "step": 0 if fate == "running" else last_step,
                   "status": {"resumed": "finished", "legacy": None}.get(fate, fate), "error": error}
@@ -93,16 +93,16 @@ def training_sweep(root: Path, seed: int = 0) -> dict:
 
 
 def evaluation_sweep(root: Path, seed: int = 1) -> dict:
-    """An evaluation sweep ``sampler.steps=10,20,40`` x two checkpoints (``ckpt_path`` differs, never swept), one
+    """An evaluation sweep of one checkpoint, ``sampler.steps=10,20,40`` x ``seed=0,1`` (the seeds averaged), one
     job failed. Returns {job name: {"steps", "status", "value", "error"}}."""
     rng = np.random.default_rng(seed)
     truth: dict = {}
     number = 0
     for steps in (10, 20, 40):
-        for ckpt in ("a", "b"):
+        for sample_seed in (0, 1):
             job = root / str(number)
-            overrides = [f"ckpt_path=/runs/{ckpt}/checkpoints/last.ckpt", f"sampler.steps={steps}"]
-            failed = steps == 40 and ckpt == "b"
+            overrides = ["ckpt_path=/runs/a/checkpoints/last.ckpt", f"sampler.steps={steps}", f"seed={sample_seed}"]
+            failed = steps == 40 and sample_seed == 1
             name = f"val/two_d_n1000_dpmpp2m{steps}"
             value = float(rng.uniform(0.05, 0.5))
             write_job(job, overrides, {"task": "evaluate", "overrides": overrides, "step": 0 if failed else 3000,
@@ -110,9 +110,9 @@ def evaluation_sweep(root: Path, seed: int = 1) -> dict:
                                        "error": "CUDA out of memory\nTraceback..." if failed else None,
                                        "metrics": {} if failed else {name: value}})
             if not failed:
-                row = {"ckpt_path": overrides[0].split("=", 1)[1], "step": 3000, "seed": 0, "sampler.name": "dpmpp_2m",
-                       "sampler.steps": steps, "two_d.num_samples": 1000, "two_d": value, "seconds": 0.1,
-                       "metric_names": json.dumps([name])}
+                row = {"ckpt_path": overrides[0].split("=", 1)[1], "step": 3000, "seed": sample_seed,
+                       "sampler.name": "dpmpp_2m", "sampler.steps": steps, "two_d.num_samples": 1000, "two_d": value,
+                       "seconds": 0.1, "metric_names": json.dumps([name])}
                 (job / "results.json").write_text(json.dumps([row]))
             truth[str(number)] = {"steps": steps, "status": "failed" if failed else "finished",
                                   "value": None if failed else value, "error": "CUDA out of memory" if failed else None}

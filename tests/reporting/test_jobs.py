@@ -68,14 +68,20 @@ def test_evaluation_jobs_read_results_json(tmp_path):
     assert jobs["0"].step == 3000
 
 
-def test_swept_keys_leave_out_ckpt_path_resume_and_hydra(tmp_path):
+def test_swept_keys_leave_out_resume_and_hydra_but_count_checkpoints(tmp_path):
     for i, (schedule, seed) in enumerate([("linear", 0), ("cosine", 1)]):
         write_job(tmp_path / str(i), [f"schedule={schedule}", f"seed={seed}", "trainer.max_steps=5",
                                       f"ckpt_path=/c/{i}.ckpt", f"resume={'auto' if i else 'null'}",
                                       f"hydra.job.name=n{i}", f"+extra.{i}=1"])
     jobs = [read_job(p) for p in find_jobs([tmp_path])]
-    assert swept_keys(jobs) == ["schedule", "seed", "extra.0", "extra.1"]
+    assert swept_keys(jobs) == ["schedule", "seed", "extra.0", "extra.1"]  # training jobs: ckpt_path resumes a run
     assert swept_keys(jobs, ["trainer.max_steps"]) == ["schedule", "seed", "extra.0", "extra.1", "trainer.max_steps"]
+    for i in range(2):  # evaluation jobs: ckpt_path is the checkpoint scored, a setting compared
+        overrides = [f"ckpt_path=/c/{i}.ckpt", "sampler.steps=10", "hydra/launcher=joblib",
+                     f"logger={['csv', 'wandb'][i]}"]
+        write_job(tmp_path / "eval" / str(i), overrides, {"task": "evaluate", "overrides": overrides,
+                                                          "status": "finished", "step": 5})
+    assert swept_keys([read_job(p) for p in find_jobs([tmp_path / "eval"])]) == ["ckpt_path"]
 
 
 def test_a_key_set_in_one_sweep_is_read_from_the_others_config(tmp_path):

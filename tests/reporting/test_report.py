@@ -89,7 +89,7 @@ def test_evaluation_sweep_groups_by_sampler_steps_with_n1_and_error_bars(tmp_pat
     root = tmp_path / "eval_sweep"
     truth = evaluation_sweep(root)
     out = run_report(sweeps=str(root))
-    assert out["swept"] == ["sampler.steps"] and out["metrics"] == ["val/two_d"]  # ckpt_path differs, not swept
+    assert out["swept"] == ["sampler.steps", "seed"] and out["metrics"] == ["val/two_d"]  # one checkpoint
     final = md_table((root / "report.md").read_text(), "Final values")
     assert [row["sampler.steps"] for row in final] == ["10", "20", "40"]
     for row in final:
@@ -138,3 +138,15 @@ def test_bad_input_is_one_config_error(tmp_path, options, message):
     options = {k: v.format(**fill) if isinstance(v, str) else v for k, v in options.items()}
     with pytest.raises(ConfigError, match=re.escape(message.format(**fill))):
         run_report(**options)
+
+
+def test_empty_or_malformed_options_are_refused_before_anything_is_written(train_sweep):
+    root, _ = train_sweep
+    from difflab.errors import ConfigError
+
+    for options, message in [({"sweeps": ""}, "holds an empty path"),
+                             ({"sweeps": str(root), "select": []}, "select=[] selects no metric"),
+                             ({"sweeps": str(root), "figures": "maybe"}, "figures='maybe' is not accepted")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            run_report(**options)
+    assert not (root / "report.csv").exists()

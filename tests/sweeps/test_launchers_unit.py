@@ -1,8 +1,10 @@
 """The difflab side of the launcher presets and of the search, in process: thread shares, the submitit sizing
-resolvers, the refusals, a requeued job's resume, and the value a trial returns."""
+resolvers (for difflab-train and difflab-evaluate), the refusals, the study storage, a requeued job's resume, and
+the metric a trial returns."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -13,15 +15,16 @@ from omegaconf import OmegaConf
 from difflab.configs import CONFIG_DIR
 from difflab.errors import ConfigError
 from difflab.sweeps.launchers import (
-    gpus_per_node,
-    job_processes,
     launcher_kind,
+    objective_refusal,
+    prepare_study_storage,
     refusal,
-    requeued_resume,
-    tasks_per_node,
+    sweeper_refusal,
     threads_per_job,
 )
 from difflab.sweeps.search import Objective, search_objective
+from difflab.sweeps.status import FAILED, RUNNING, write_status
+from difflab.sweeps.submitit import gpus_per_node, job_processes, requeued_resume, tasks_per_node
 
 
 @pytest.mark.parametrize(("n_jobs", "cores", "threads"), [
@@ -34,16 +37,17 @@ def test_submitit_presets_size_a_job_from_the_trainer():
     assert gpus_per_node("gpu", 4) == 4 and tasks_per_node("gpu", 4) == 4
     assert gpus_per_node("cpu", 2) is None and tasks_per_node("cpu", 2) == 2
     assert gpus_per_node("gpu", [0, 1]) == 2
+    assert gpus_per_node("cuda:1", 1) == 1 and gpus_per_node("auto", 1) == 1  # difflab-evaluate's device values
     with pytest.raises(ValueError, match=r"trainer.devices='auto'"):
         tasks_per_node("gpu", "auto")
     assert job_processes({"devices": 8, "num_nodes": 2, "accelerator": "gpu"}) == 16
     assert job_processes({"devices": "auto", "num_nodes": 1, "accelerator": "cpu"}) == 1
 
 
-def hydra_config(overrides: list[str]):
+def hydra_config(overrides: list[str], config_name: str = "train"):
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        return compose(config_name="train", overrides=overrides, return_hydra_config=True)
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local", "submitit_slurm"])
@@ -71,28 +75,73 @@ def test_a_ddp_job_is_refused_only_inside_a_launchers_worker(launcher, trainer, 
         assert "\n" not in reason
 
 
-def test_a_requeued_submitit_job_resumes_from_its_own_last_checkpoint(tmp_path, monkeypatch):
-    cfg = OmegaConf.create({"ckpt_path": None, "resume": None, "paths": {"output_dir": str(tmp_path)}})
+@pytest.mark.parametrize(("launcher", "device", "gpus"), [
+    ("submitit_local", "auto", 1), ("submitit_local", "cpu", None), ("submitit_slurm", "cuda", 1),
+    ("submitit_slurm", "cpu", None)])
+def test_submitit_presets_size_an_evaluation_job_from_its_device(launcher, device, gpus, hydra_cleanup):
+    # conf/evaluate.yaml has no trainer: one node, one task, a GPU unless device=cpu
+    cfg = hydra_config([f"hydra/launcher={launcher}", "ckpt_path=/x.ckpt", f"device={device}",
+                        "sampler.steps=5"], config_name="evaluate")
+    assert "trainer" not in cfg
+    assert refusal(cfg) is None
+    node = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert node["gpus_per_node"] == gpus and node["tasks_per_node"] == 1 and node["nodes"] == 1
+
+
+def test_a_requeued_submitit_job_resumes_its_own_run(tmp_path, monkeypatch):
+    def job(output_dir, **given):
+        return OmegaConf.create({"task_name": "train", "ckpt_path": None, "resume": None,
+                                 "paths": {"output_dir": str(output_dir)}, **given})
+
+    write_status(tmp_path, RUNNING, task="train", step=0)  # preempted before its first checkpoint
     monkeypatch.delenv("SUBMITIT_EXECUTOR", raising=False)
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    cfg = job(tmp_path)
     assert not requeued_resume(cfg) and cfg.resume is None  # not a submitit job
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
     assert requeued_resume(cfg) and cfg.resume == "auto"
-    given = OmegaConf.create({"ckpt_path": "/x.ckpt", "resume": None, "paths": {"output_dir": str(tmp_path)}})
+    write_status(tmp_path, FAILED, step=700)
+    cfg = job(tmp_path)
+    assert requeued_resume(cfg) and cfg.resume == "auto"
+    given = job(tmp_path, ckpt_path="/x.ckpt")
     assert not requeued_resume(given) and given.resume is None  # an explicit checkpoint wins
-    fresh = OmegaConf.create({"ckpt_path": None, "resume": None, "paths": {"output_dir": str(tmp_path / "new")}})
-    assert not requeued_resume(fresh) and fresh.resume is None  # nothing to resume: a first start
+    fresh = job(tmp_path / "new")
+    assert not requeued_resume(fresh) and fresh.resume is None  # no record of its own: a first start
+    other = tmp_path / "evaluation"
+    write_status(other, RUNNING, task="evaluate")
+    cfg = job(other)
+    assert not requeued_resume(cfg) and cfg.resume is None  # another task's record
 
 
-def test_a_trial_returns_the_best_scored_value_not_the_last():
-    history = [[10, {"val/fid_x": 9.0}], [20, {"val/fid_x": 4.0, "val/kid_x": 1.0}], [30, {"val/fid_x": 6.0}]]
-    assert Objective("val/fid_x", "min").best(history) == 4.0
-    assert Objective("val/inception_score_x", "max").best([[1, {"val/inception_score_x": 2.0}],
-                                                           [2, {"val/inception_score_x": 3.0}]]) == 3.0
-    assert Objective("val/nll", "min").best(history) is None
+def test_the_study_directory_is_made_by_its_own_step_not_by_the_check(tmp_path, hydra_cleanup):
+    db = tmp_path / "studies" / "moons" / "optuna.db"
+    cfg = hydra_config(["experiment=moons", "hparams_search=moons_optuna", f"hydra.sweeper.storage=sqlite:///{db}"])
+    assert sweeper_refusal(cfg) is None and not db.parent.exists()
+    assert prepare_study_storage(cfg) == db.parent and db.parent.is_dir()
+    cfg.hydra.sweeper.storage = None
+    assert prepare_study_storage(cfg) is None
+
+
+def test_a_trial_returns_the_best_scored_value_not_the_last(tmp_path):
+    history = [[10, {"val/fid_x": 9.0}], [20, {"val/fid_x": 4.0, "val/kid_x": 1.0}], [30, {"val/fid_x": 6.0}],
+               [40, {"val/inception_score_x": 2.0}], [50, {"val/inception_score_x": 3.0}]]
+    (tmp_path / "evaluation.json").write_text(json.dumps({"history": history}))
+    assert Objective("val/fid_x", "min").best_of_run(tmp_path) == 4.0
+    assert Objective("val/inception_score_x", "max").best_of_run(tmp_path) == 3.0
+    with pytest.raises(ConfigError, match=r"optimized_metric='val/nll' was never scored in this run; the scored "
+                                          r"metrics are \['val/fid_x', 'val/inception_score_x', 'val/kid_x'\]"):
+        Objective("val/nll", "min").best_of_run(tmp_path)
     assert Objective("val/fid_x", "min").failure_value == math.inf
     assert Objective("val/inception_score_x", "max").failure_value == -math.inf
+
+
+def test_val_loss_is_read_from_every_csv_log_of_the_run(tmp_path):
+    (tmp_path / "csv").mkdir()
+    # before a resume (kept as metrics.1.csv) and after it; rows are sparse
+    (tmp_path / "csv" / "metrics.1.csv").write_text("epoch,step,train/loss,val/loss\n0,9,1.5,\n0,9,,0.75\n")
+    (tmp_path / "csv" / "metrics.csv").write_text("epoch,step,train/loss,val/loss\n0,19,0.25,\n0,19,,0.875\n")
+    assert Objective("val/loss", "min", source="csv").best_of_run(tmp_path) == 0.75
+    with pytest.raises(ConfigError, match=r"optimized_metric='val/loss' was never logged in this run"):
+        Objective("val/loss", "min", source="csv").best_of_run(tmp_path / "empty")
 
 
 def test_optimized_metric_monitor_is_the_checkpoints_metric_and_the_direction_must_agree(hydra_cleanup):
@@ -105,4 +154,39 @@ def test_optimized_metric_monitor_is_the_checkpoints_metric_and_the_direction_mu
         search_objective(cfg, {"direction": "maximize"})
     cfg.evaluation.monitor_metric = None
     with pytest.raises(ConfigError, match=r"optimized_metric=monitor but evaluation.monitor_metric=null"):
+        search_objective(cfg)
+
+
+def test_an_explicit_optimized_metric_must_be_one_the_run_logs(hydra_cleanup):
+    cfg = hydra_config(["experiment=moons", "metrics.two_d.num_samples=200", "+optimized_metric=val/loss"])
+    assert search_objective(cfg) == Objective("val/loss", "min", source="csv")
+    cfg.optimized_metric = "val/two_d_n200_dpmpp2m20"
+    assert search_objective(cfg) == Objective("val/two_d_n200_dpmpp2m20", "min")
+    cfg.optimized_metric = "val/two_d_n1000_dpmpp2m20"  # another sample count than the run scores
+    with pytest.raises(ConfigError) as refused:
+        search_objective(cfg)
+    assert str(refused.value) == (
+        "optimized_metric='val/two_d_n1000_dpmpp2m20' is not logged by this run; choose monitor, one of the scored "
+        "metrics ['val/two_d_n200_dpmpp2m20'] or one of ['val/loss']")
+    assert objective_refusal(cfg) == str(refused.value)  # refused before the sweep starts too
+    cfg.optimized_metric = "val/loss"
+    cfg.logger = {}
+    with pytest.raises(ConfigError, match=r"optimized_metric='val/loss' is read from the CSV logs, but the run has "
+                                          r"no CSV logger"):
+        search_objective(cfg)
+
+
+def test_the_scored_names_follow_the_metrics_features_and_evaluation_sampler(hydra_cleanup):
+    cfg = hydra_config(["metrics=[fid,precision_recall,nll]", "evaluation.sampler.steps=50",
+                        "+optimized_metric=val/recall_digits-lenet_n1000_dpmpp2m50"])
+    fid, recall = "val/fid_digits-lenet_n1000_dpmpp2m50", "val/recall_digits-lenet_n1000_dpmpp2m50"
+    assert search_objective(cfg, {"direction": "maximize"}) == Objective(recall, "max")
+    cfg.optimized_metric = fid
+    assert search_objective(cfg) == Objective(fid, "min")
+    cfg.optimized_metric = "val/nll_bpd_n360_stride10"  # the likelihood bound: its point count comes from the data
+    assert search_objective(cfg) == Objective("val/nll_bpd_n360_stride10", "min")
+    cfg.optimized_metric = "val/fid_digits-lenet_n1000_dpmpp2m20"  # the default sampler's steps, not the run's
+    with pytest.raises(ConfigError, match=r"scored metrics \['val/fid_digits-lenet_n1000_dpmpp2m50', "
+                                          r"'val/precision_digits-lenet_n1000_dpmpp2m50', "
+                                          rf"'{recall}', 'val/nll_bpd_n<N>_stride10'\]"):
         search_objective(cfg)

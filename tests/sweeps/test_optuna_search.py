@@ -70,3 +70,16 @@ def test_a_diverged_trial_returns_inf_and_the_search_goes_on(tmp_path):
     for job in job_dirs(run):
         record = status(job)
         assert record["status"] == "failed" and "the training loss is" in record["error"]
+
+
+def test_a_trial_can_optimize_the_validation_loss_read_from_its_csv_log(tmp_path):
+    search(tmp_path, 1, "optimized_metric=val/loss", "trainer.val_check_interval=10",
+           f"hydra.sweeper.study_name={STUDY}_val_loss")
+    study_dir = tmp_path / "outputs" / "train" / "hparams_search" / STUDY
+    study = optuna.load_study(study_name=f"{STUDY}_val_loss", storage=f"sqlite:///{study_dir / 'optuna.db'}")
+    (trial,) = study.trials
+    (run,) = [p for p in study_dir.iterdir() if p.is_dir()]
+    (job,) = job_dirs(run)
+    losses = csv_values(job, "val/loss")
+    assert len(losses) == 2  # validated at steps 10 and 20
+    assert trial.value == pytest.approx(min(losses), rel=1e-9)

@@ -46,3 +46,15 @@ def test_a_missing_launcher_plugin_names_the_extra_that_installs_it(tmp_path):
     line = refused(result, sweep)
     assert line == ("difflab-train: error: hydra/launcher=joblib: hydra-joblib-launcher cannot be imported "
                     "(No module named 'joblib'); install it with: pip install \"difflab[sweeps]\"")
+
+
+def test_an_optimized_metric_the_run_does_not_log_is_refused_before_the_study_exists(tmp_path):
+    sweep = tmp_path / "sweep"
+    study = tmp_path / "study"
+    result = run_cli("train", "--multirun", *TINY, "hparams_search=moons_optuna", "optimized_metric=val/w2",
+                     f"hydra.sweep.dir={sweep}", f"hydra.sweeper.storage=sqlite:///{study / 'optuna.db'}",
+                     cwd=tmp_path, env=NO_WARNING_FILTER)
+    line = refused(result, sweep)
+    assert line == ("difflab-train: error: optimized_metric='val/w2' is not logged by this run; choose monitor, one "
+                    "of the scored metrics ['val/two_d_n200_dpmpp2m20'] or one of ['val/loss']")
+    assert not study.exists()  # no study was created, no trial was asked for

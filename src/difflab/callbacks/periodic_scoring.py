@@ -17,7 +17,7 @@ from difflab.callbacks.cadence import is_due
 from difflab.scoring import SampleScorer
 from difflab.utils.metric_names import higher_is_better
 
-__all__ = ["PeriodicScoring", "best_values"]
+__all__ = ["PeriodicScoring", "best_values", "scoring_history"]
 
 
 def best_values(history: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
@@ -32,6 +32,12 @@ def best_values(history: list[tuple[int, dict[str, float]]]) -> dict[str, float]
 
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def scoring_history(trainer: pl.Trainer) -> list[tuple[int, dict[str, float]]]:
+    """Every (step, {metric: value}) the trainer's :class:`PeriodicScoring` scored (restored on resume); [] without
+    one."""
+    return [item for cb in trainer.callbacks if isinstance(cb, PeriodicScoring) for item in cb.history]
 
 
 class PeriodicScoring(pl.Callback):

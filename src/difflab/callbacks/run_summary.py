@@ -8,7 +8,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 
-from difflab.callbacks.periodic_scoring import PeriodicScoring, best_values
+from difflab.callbacks.periodic_scoring import best_values, scoring_history
 
 __all__ = ["RunSummary", "best_and_last"]
 
@@ -34,7 +34,7 @@ class RunSummary(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        scored = {name for _, row in self._scoring_history(trainer) for name in row}
+        scored = {name for _, row in scoring_history(trainer) for name in row}
         values = {k: float(v) for k, v in trainer.callback_metrics.items()
                   if k.startswith("val/") and k not in scored and v.numel() == 1}
         if values:
@@ -47,10 +47,6 @@ class RunSummary(pl.Callback):
         runs = [logger.experiment for logger in trainer.loggers if isinstance(logger, WandbLogger)]
         if not runs:
             return
-        summary = best_and_last([*self.validation, *self._scoring_history(trainer)])
+        summary = best_and_last([*self.validation, *scoring_history(trainer)])
         for run in runs:
             run.summary.update(summary)
-
-    @staticmethod
-    def _scoring_history(trainer: pl.Trainer) -> list[tuple[int, dict[str, float]]]:
-        return [item for cb in trainer.callbacks if isinstance(cb, PeriodicScoring) for item in cb.history]

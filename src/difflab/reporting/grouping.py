@@ -11,21 +11,19 @@ from dataclasses import dataclass
 
 from difflab.errors import ConfigError
 from difflab.reporting.jobs import FINISHED, Job
+from difflab.sweeps.overrides import is_plumbing
 
-__all__ = ["Group", "Summary", "NEVER_SWEPT", "swept_keys", "numeric_keys", "choose_metrics", "group_jobs",
+__all__ = ["Group", "Summary", "swept_keys", "numeric_keys", "choose_metrics", "group_jobs",
            "summarise", "label"]
 
-NEVER_SWEPT = ("ckpt_path", "resume")  # with hydra.*: a job's plumbing, not a setting compared
-
-
-def _never_swept(key: str) -> bool:
-    return key == "hydra" or key.startswith("hydra.") or key in NEVER_SWEPT
-
-
 def swept_keys(jobs: list[Job], extra: list[str] = ()) -> list[str]:
-    """The override keys whose values differ between ``jobs`` (``hydra.*``, ``ckpt_path``, ``resume`` never
-    count), in the order they were typed, then the keys of ``extra`` not among them."""
-    keys = [k for k in dict.fromkeys(k for job in jobs for k in job.overrides) if not _never_swept(k)]
+    """The override keys whose values differ between ``jobs`` (Hydra's settings, loggers and ``resume`` never count:
+    :func:`~difflab.sweeps.overrides.is_plumbing`; ``ckpt_path`` counts in evaluation jobs, the checkpoint they
+    score, not in training jobs, where it resumes a run), in the order they were typed, then the keys of ``extra``
+    not among them."""
+    evaluations = any(job.task == "evaluate" for job in jobs)
+    keys = [k for k in dict.fromkeys(k for job in jobs for k in job.overrides)
+            if not is_plumbing(k) and (k != "ckpt_path" or evaluations)]
     swept = [k for k in keys if len({job.setting(k) for job in jobs}) > 1]
     return swept + [k for k in extra if k not in swept]
 

@@ -28,6 +28,7 @@ from difflab.reporting.series import (
     read_json,
     read_results,
 )
+from difflab.sweeps.overrides import override_key
 
 __all__ = ["Job", "FINISHED", "FAILED", "INCOMPLETE", "find_jobs", "read_job", "parse_overrides", "as_text"]
 
@@ -74,8 +75,7 @@ def parse_overrides(lines: list[Any]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for line in lines:
         key, sep, value = str(line).partition("=")
-        deleted = key.startswith("~")
-        out[key.lstrip("+~")] = None if deleted or not sep else value
+        out[override_key(key)] = None if key.startswith("~") or not sep else value
     return out
 
 
@@ -156,9 +156,12 @@ def read_job(job_dir: Path) -> Job:
     job_dir = Path(job_dir)
     record = read_json(job_dir / "status.json")
     record = record if isinstance(record, dict) else None
-    overrides_list = _yaml(job_dir / OVERRIDES)
+    # the run's own record first: Hydra rewrites .hydra/ for every job started in the directory, even one refused
+    overrides_list = (record or {}).get("overrides") if (record or {}).get("task") else None
     if not isinstance(overrides_list, list):
-        overrides_list = (record or {}).get("overrides") or []
+        overrides_list = _yaml(job_dir / OVERRIDES)
+    if not isinstance(overrides_list, list):
+        overrides_list = []
     results = read_results(job_dir)
     task = (record or {}).get("task") or ("evaluate" if results or (job_dir / "evaluate.log").exists() else "train")
     series = merge(read_evaluation_history(job_dir), read_csv_logs(job_dir))

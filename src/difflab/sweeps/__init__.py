@@ -1,5 +1,2 @@
-"""Sweeps: the jobs of a `--multirun` (their status, launchers, search presets) and who each job is on W&B."""
-
-from difflab.sweeps.identity import RunIdentity, run_identity
-
-__all__ = ["RunIdentity", "run_identity"]
+"""Sweeps: the jobs of a ``--multirun``: their status (status.py), overrides (overrides.py), W&B identity
+(identity.py), launchers (launchers.py) and hyper-parameter search (search.py)."""

@@ -17,10 +17,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-__all__ = ["MAX_TAG_LENGTH", "RunIdentity", "override_key", "run_identity", "run_overrides", "sweep_group", "tag"]
+from difflab.sweeps.overrides import is_plumbing, override_key
+
+__all__ = ["MAX_TAG_LENGTH", "RunIdentity", "run_identity", "run_overrides", "sweep_group", "tag"]
 
 MAX_TAG_LENGTH = 64  # W&B refuses longer tags
-EXCLUDED_KEYS = ("hydra", "ckpt_path", "resume", "logger")  # say where and how a job runs, not what it is
 
 
 @dataclass(frozen=True)
@@ -38,25 +39,18 @@ def tag(text: str) -> str:
     return text if len(text) <= MAX_TAG_LENGTH else text[: MAX_TAG_LENGTH - 1] + "…"
 
 
-def override_key(override: str) -> str:
-    """The key an override sets, without ``+``/``++``/``~``: ``+a.b=1`` -> ``a.b``, ``sampler@evaluation.sampler=x``
-    -> ``sampler@evaluation.sampler``."""
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def _excluded(key: str, excluded: Sequence[str] = EXCLUDED_KEYS) -> bool:
-    base = key.split("@", 1)[0]
-    return any(base == k or base.startswith((f"{k}.", f"{k}/")) for k in excluded)
+def _excluded(key: str, keep_ckpt_path: bool = False) -> bool:
+    return is_plumbing(key) or (key == "ckpt_path" and not keep_ckpt_path)
 
 
 def run_overrides(overrides: Iterable[str], keys: Iterable[str] | None = None) -> list[str]:
     """The overrides that tell what a job is, in the order given: without ``hydra.*``, ``ckpt_path``, ``resume`` and
-    ``logger*``; when ``keys`` (a sweep's varied keys) are given, exactly those (a swept ``ckpt_path`` names the
-    checkpoint each job evaluates), still without ``hydra.*``."""
+    ``logger*`` (:func:`~difflab.sweeps.overrides.is_plumbing`); when ``keys`` (a sweep's varied keys) are given,
+    exactly those (a swept ``ckpt_path`` names the checkpoint each job evaluates), still without the plumbing."""
     if keys is None:
         return [o for o in overrides if not _excluded(override_key(o))]
     wanted = set(keys)
-    return [o for o in overrides if override_key(o) in wanted and not _excluded(override_key(o), ("hydra",))]
+    return [o for o in overrides if override_key(o) in wanted and not _excluded(override_key(o), keep_ckpt_path=True)]
 
 
 def swept_keys(sweep_dir: Path, sweeper_params: Iterable[str] = ()) -> set[str] | None:

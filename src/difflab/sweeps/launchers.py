@@ -1,15 +1,14 @@
-"""The difflab side of Hydra's launcher plugins (``conf/hydra/launcher``: joblib, submitit_local, submitit_slurm).
+"""The difflab side of Hydra's launcher and sweeper plugins (``conf/hydra/launcher``: joblib, submitit_local,
+submitit_slurm; ``conf/hparams_search``: Optuna).
 
 :class:`SweepSetup` is a Hydra callback (``conf/hydra/default.yaml``). In the launching process, before any job
 starts, it refuses in one line (exit status 2) a launcher or sweeper whose plugin is not installed (naming the
-difflab extra that installs it), and a job that would start processes of its own inside a launcher's worker
-(``trainer.devices`` x ``trainer.num_nodes`` > 1 under joblib or submitit_local). It also creates the directory of
-a SQLite study (``hparams_search``), which SQLite does not. In each job's process it sets the threads of a joblib
-job (the cores shared by the parallel jobs) or of a submitit job (``cpus_per_task``), and links a submitit job's
-log folder into the job directory.
-
-The submitit presets size a job from the trainer with the resolvers ``difflab_gpus_per_node`` and
-``difflab_tasks_per_node``: one SLURM task per device, as Lightning's SLURM DDP expects.
+difflab extra that installs it), a launcher preset that cannot be sized for this task, a job that would start
+processes of its own inside a launcher's worker (``trainer.devices`` x ``trainer.num_nodes`` > 1 under joblib or
+submitit_local) and an ``optimized_metric`` the run does not log; then it creates the directory of a SQLite study
+(SQLite does not). In each job's process it sets the threads of a joblib job (the cores shared by the parallel jobs)
+or of a submitit job (``cpus_per_task``), and links a submitit job's log folder into the job directory
+(:mod:`difflab.sweeps.submitit`).
 """
 
 from __future__ import annotations
@@ -25,8 +24,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["SweepSetup", "gpus_per_node", "job_processes", "launcher_kind", "missing_plugin", "requeued_resume",
-           "tasks_per_node", "threads_per_job", "usable_cores"]
+from difflab.errors import ConfigError
+from difflab.sweeps.submitit import job_processes, link_submitit_logs
+
+__all__ = ["SweepSetup", "launcher_kind", "missing_plugin", "objective_refusal", "prepare_study_storage", "refusal",
+           "sweeper_refusal", "threads_per_job", "usable_cores"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,6 @@ PLUGINS = {
     "hydra_plugins.hydra_submitit_launcher": ("hydra-submitit-launcher", "sweeps"),
     "hydra_plugins.hydra_optuna_sweeper": ("hydra-optuna-sweeper", "search"),
 }
-GPU_ACCELERATORS = ("gpu", "cuda", "auto")
 SQLITE = "sqlite:///"
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -85,40 +86,6 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
     for name in THREAD_ENV_VARS:
         os.environ[name] = str(threads)
-
-
-def _devices(devices: Any, accelerator: str) -> int:
-    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
-        return len(devices)
-    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
-        devices = int(devices)
-    if isinstance(devices, int) and devices > 0:
-        return devices
-    if accelerator == "cpu" and devices in ("auto", -1):
-        return 1
-    raise ValueError(f"trainer.devices={devices!r}: a launcher preset needs the number of devices per node "
-                     "(e.g. trainer.devices=4)")
-
-
-def gpus_per_node(accelerator: str, devices: Any) -> int | None:
-    """``hydra.launcher.gpus_per_node`` of the submitit presets: ``trainer.devices`` on GPUs, None on the CPU."""
-    return _devices(devices, accelerator) if str(accelerator) in GPU_ACCELERATORS else None
-
-
-def tasks_per_node(accelerator: str, devices: Any) -> int:
-    """``hydra.launcher.tasks_per_node`` of submitit_slurm: one task per device (Lightning's SLURM DDP)."""
-    return _devices(devices, str(accelerator))
-
-
-for _name, _fn in (("difflab_gpus_per_node", gpus_per_node), ("difflab_tasks_per_node", tasks_per_node)):
-    if not OmegaConf.has_resolver(_name):
-        OmegaConf.register_new_resolver(_name, _fn)
-
-
-def job_processes(trainer: Mapping[str, Any]) -> int:
-    """The processes one training job runs: ``trainer.devices`` x ``trainer.num_nodes``."""
-    return _devices(trainer.get("devices", 1), str(trainer.get("accelerator", "cpu"))) * int(
-        trainer.get("num_nodes", 1) or 1)
 
 
 def _job_trainers(config: DictConfig) -> Iterator[tuple[list[str], Mapping[str, Any]]]:
@@ -174,63 +141,57 @@ def refusal(config: DictConfig) -> str | None:
     return None
 
 
-def link_submitit_logs(job_dir: Path) -> Path | None:
-    """In a submitit job: ``<job dir>/submitit_logs`` -> this job's submitit folder (its ``*_log.out`` and
-    ``*_log.err``), a relative link. None outside submitit."""
-    if "SUBMITIT_EXECUTOR" not in os.environ:
-        return None
-    import submitit
-
-    folder = submitit.JobEnvironment().paths.folder
-    link = job_dir / "submitit_logs"
-    target = os.path.relpath(folder, job_dir)
-    try:
-        if link.is_symlink():
-            link.unlink()
-        link.symlink_to(target, target_is_directory=True)
-    except FileExistsError:  # another task of the same job made it
-        pass
-    return link
-
-
-def requeued_resume(cfg: DictConfig) -> bool:
-    """A submitit job whose own directory already holds ``checkpoints/last.ckpt`` (it was preempted or timed out
-    and requeued with the same command): set ``resume=auto`` so that it continues from there, unless ``ckpt_path``
-    or ``resume`` was given. True when it was set."""
-    if "SUBMITIT_EXECUTOR" not in os.environ or cfg.get("ckpt_path") is not None or cfg.get("resume") is not None:
-        return False
-    if not (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file():
-        return False
-    cfg.resume = "auto"
-    log.info("difflab: a requeued submitit job: resume=auto (it continues from its checkpoints/last.ckpt)")
-    return True
-
-
 def sweeper_refusal(config: DictConfig) -> str | None:
-    """Why the sweeper plugin cannot be used (one line), or None; creates the directory of a SQLite study."""
-    sweeper = config.hydra.sweeper
-    target = str(sweeper.get("_target_", ""))
+    """Why the sweeper plugin cannot be used (one line), or None."""
+    target = str(config.hydra.sweeper.get("_target_", ""))
     if not target.startswith("hydra_plugins."):
         return None
     reason = missing_plugin(target)
     if reason is not None:
         return f"hydra/sweeper={config.hydra.runtime.choices.get('hydra/sweeper')}: {reason}"
-    storage = sweeper.get("storage")
-    if isinstance(storage, str) and storage.startswith(SQLITE):
-        Path(storage[len(SQLITE):]).parent.mkdir(parents=True, exist_ok=True)  # SQLite creates no directory
     return None
+
+
+def objective_refusal(config: DictConfig) -> str | None:
+    """Why ``optimized_metric`` cannot be returned to the sweeper (one line, checked on the sweep's config; each
+    trial checks its own again before training), or None."""
+    if not config.get("optimized_metric"):
+        return None
+    from difflab.sweeps.search import search_objective
+
+    try:
+        search_objective(config, config.hydra.sweeper)
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+def prepare_study_storage(config: DictConfig) -> Path | None:
+    """Create the directory of the sweeper's SQLite study (``storage: sqlite:///<path>``), which SQLite does not;
+    returns it (None: no SQLite storage)."""
+    storage = config.hydra.sweeper.get("storage")
+    if not (isinstance(storage, str) and storage.startswith(SQLITE)):
+        return None
+    folder = Path(storage[len(SQLITE):]).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 class SweepSetup(Callback):
     """Hydra callback for the launcher presets and the sweeper (see the module docstring)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        reason = sweeper_refusal(config) or refusal(config)
+        """In the launching process, before the sweep directory or any job exists: refuse a sweep that cannot run
+        (one line on stderr, exit status 2), then prepare the sweeper's study storage."""
+        reason = sweeper_refusal(config) or refusal(config) or objective_refusal(config)
         if reason is not None:
             print(f"difflab-{config.get('task_name', 'train')}: error: {reason}", file=sys.stderr, flush=True)
             sys.exit(2)
+        prepare_study_storage(config)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """In each job's process: its torch (and OpenMP/MKL/BLAS) threads under joblib or submitit, the link to its
+        submitit logs, and one log line saying so."""
         launcher = config.hydra.launcher
         kind = launcher_kind(str(launcher.get("_target_", "")))
         job = f"job {config.hydra.job.get('num')}"
