@@ -118,7 +118,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     out = Path(cfg.paths.output_dir)
     write_results([row], out)
-    log_result(loggers, row, values, to_container(cfg))
+    log_result(loggers, row, values, logged_config(cfg, sampler_cfg) if loggers else {})
     if in_sweep():
         append_to_sweep_results(row, Path(HydraConfig.get().sweep.dir))
     print("difflab-evaluate: " + ", ".join(f"{k} = {v:.4f}" for k, v in values.items()) + f" -> {out / 'results.json'}")
@@ -146,6 +146,14 @@ def append_to_sweep_results(row: dict[str, Any], sweep: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         previous = json.loads((sweep / "results.json").read_text()) if (sweep / "results.json").is_file() else []
         write_results([*previous, row], sweep)
+
+
+def logged_config(cfg: DictConfig, sampler_cfg: DictConfig) -> dict[str, Any]:
+    """The job's config as its loggers record it: resolved, with the sampler as resolved against the checkpoint's
+    config (``sampler=ddpm`` takes its steps from the trained ``schedule.num_timesteps``)."""
+    logged = cfg.copy()
+    OmegaConf.update(logged, "sampler", OmegaConf.to_container(sampler_cfg, resolve=True), merge=False)
+    return to_container(logged)
 
 
 def log_result(loggers: list[Logger], row: dict[str, Any], values: dict[str, float], config: dict[str, Any]) -> None:

@@ -106,14 +106,14 @@ def test_an_evaluation_sweep_logs_one_evaluate_run_per_job(sweep, tmp_path):
            "OMP_NUM_THREADS": "1"}
     evaluations = tmp_path / "evaluations"
     result = run_cli("evaluate", "--multirun", f"ckpt_path={sweep / '0' / 'checkpoints' / 'last.ckpt'}",
-                     "metrics=[two_d]", "metrics.two_d.num_samples=200", "sampler.steps=5,10", "logger=wandb",
+                     "metrics=[two_d]", "metrics.two_d.num_samples=200", "sampler=ddpm,ddim", "logger=wandb",
                      f"hydra.sweep.dir={evaluations}", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    for job, steps in enumerate((5, 10)):
+    for job, (sampler, steps) in enumerate((("ddpm", 1000), ("ddim", 50))):  # ddpm: T steps, from the checkpoint
         (row,) = json.loads((evaluations / str(job) / "results.json").read_text())
         (file,) = (evaluations / str(job) / "wandb").glob("offline-run-*/run-*.wandb")
         run = read_finished_run(file)
-        assert (run.job_type, run.name, run.exit_code) == ("evaluate", f"sampler.steps={steps}", 0)
+        assert (run.job_type, run.name, run.exit_code) == ("evaluate", f"sampler={sampler}", 0)
         assert run.group == evaluations.name and run.config["sampler"]["steps"] == steps
         (name,) = json.loads(row["metric_names"])
         assert run.summary[name] == pytest.approx(row["two_d"], rel=1e-9)
