@@ -88,8 +88,9 @@ def skipped_as_finished(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | N
 
 
 def failure_is_recorded(output_dir: Path) -> bool:
-    """Whether a failure before training goes into ``output_dir``'s ``status.json``: yes when it holds no record or
-    an unfinished one of this same job; a directory holding another job's run, or this job finished, keeps it."""
+    """Whether a sweep job's failure before training goes into ``output_dir``'s ``status.json`` (for the report;
+    a single run with bad input writes nothing): yes when it holds no record or an unfinished one of this same job;
+    a directory holding another job's run, or this job finished, keeps it."""
     record = read_status(output_dir)
     if record is None:
         return True
@@ -114,7 +115,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         return fit(cfg, output_dir)
     except Exception as err:
-        if rank_zero_only.rank == 0 and failure_is_recorded(output_dir):
+        if rank_zero_only.rank == 0 and in_sweep() and failure_is_recorded(output_dir):
             write_status(output_dir, FAILED, task=cfg.task_name, overrides=task_overrides(), error=root_message(err))
         raise
 

@@ -38,6 +38,7 @@ def test_class_labels():
         class_labels(3, range(2), None)
 
 
+@pytest.mark.slow  # 800 steps of a conditional U-Net, ~5 min on one thread; the guidance formula is checked above
 def test_guided_digits_model_draws_the_requested_class(tmp_path, hydra_cleanup):
     cfg = compose_config("train", [
         "conditioning.enabled=true", "trainer.max_steps=800", "callbacks.rich_progress_bar=null", "metrics=[]",

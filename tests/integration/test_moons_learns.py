@@ -25,6 +25,7 @@ def distance_to_moons(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(d_upper, d_lower), (d_lower < d_upper).astype(int)
 
 
+@pytest.mark.slow  # 3,000 steps, ~3 min; the objective/loss diagonal below checks the fit in the default run
 def test_moons_are_learned(tmp_path, hydra_cleanup):
     cfg = compose_config("train", ["experiment=moons", "trainer.max_steps=3000", "callbacks.rich_progress_bar=null",
                                    "callbacks.sample_grid.every_n_steps=100000",

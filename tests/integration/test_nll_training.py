@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from conftest import compose_config
 
 from difflab.train import train
 
 
+@pytest.mark.slow  # ~3 min; tests/diffusion/test_vlb_nll.py checks the bound against the exact NLL in the default run
 def test_bits_per_dim_falls_during_training(tmp_path, hydra_cleanup):
     cfg = compose_config("train", [
         "metrics=[nll]", "metrics.nll.stride=20", "metrics.nll.max_batches=1", "evaluation.every_n_steps=150",
