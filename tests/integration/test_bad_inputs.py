@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import ThreadPoolExecutor
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,31 +87,34 @@ def test_the_table_holds_every_case(tmp_path):
 
 
 def test_a_table_of_bad_inputs_each_stops_early_with_one_line(checkpoint, tmp_path):
+    """Every case runs ``difflab-train``'s entry point as the console script does, all in one subprocess
+    (bad_input_driver.py): its exit status, its standard error's last line, and the files it left."""
     cases = bad_inputs(checkpoint, tmp_path)
-
-    def run(index: int) -> tuple[int, float, object]:
-        overrides, _ = cases[index]
+    argument_lists = []
+    for index, (overrides, _) in enumerate(cases):
         run_dir = ([o for o in overrides if o.startswith("hydra.run.dir=")]
                    or [f"hydra.run.dir={tmp_path / f'run{index}'}"])
-        start = time.perf_counter()
-        result = run_cli("train", *TINY, *[o for o in overrides if not o.startswith("hydra.run.dir=")], *run_dir,
-                         cwd=tmp_path, env={"TORCH_HOME": str(tmp_path / "torch")})
-        return index, time.perf_counter() - start, result
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        outcomes = list(pool.map(run, range(len(cases))))
+        argument_lists.append([*TINY, *[o for o in overrides if not o.startswith("hydra.run.dir=")], *run_dir])
+    env = {**os.environ, "DIFFLAB_ROOT": str(tmp_path), "PYTHONWARNINGS": "ignore",
+           "TORCH_HOME": str(tmp_path / "torch")}
+    env.pop("HYDRA_FULL_ERROR", None)
+    driver = subprocess.run([sys.executable, str(Path(__file__).with_name("bad_input_driver.py"))],
+                            input=json.dumps(argument_lists), cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert driver.returncode == 0, driver.stderr[-3000:]
+    outcomes = [json.loads(line) for line in driver.stdout.splitlines() if line.startswith("{")]
+    assert len(outcomes) == len(cases), driver.stdout[-3000:]
     problems = []
-    for index, seconds, result in outcomes:
-        overrides, expected = cases[index]
-        lines = result.stderr.strip().splitlines()
+    for index, ((overrides, expected), outcome) in enumerate(zip(cases, outcomes)):
+        lines = outcome["stderr"].strip().splitlines()
         last = lines[-1] if lines else ""
-        if (result.returncode == 0 or not last.startswith("difflab-train: error:") or expected not in last
-                or "Traceback" in result.stderr):
-            problems.append(f"{overrides}: exit {result.returncode}, last line {last!r}")
+        if (outcome["code"] == 0 or not last.startswith("difflab-train: error:") or expected not in last
+                or "Traceback" in outcome["stderr"]):
+            problems.append(f"{overrides}: exit {outcome['code']}, last line {last!r}")
         run_dir = tmp_path / f"run{index}"
         if (run_dir / "checkpoints").exists() or list(run_dir.glob("**/*.ckpt")) or list(run_dir.glob("**/*.tmp")):
             problems.append(f"{overrides}: left files behind in {run_dir}")
-        print(f"{seconds:5.1f} s  exit {result.returncode}  {' '.join(overrides)[:60]:60s} {last[:150]}")
+        print(f"exit {outcome['code']}  {' '.join(overrides)[:60]:60s} {last[:150]}")
     assert not problems, "\n".join(problems)
 
 
