@@ -159,9 +159,9 @@ def logged_config(cfg: DictConfig, sampler_cfg: DictConfig) -> dict[str, Any]:
 def log_result(loggers: list[Logger], row: dict[str, Any], values: dict[str, float], config: dict[str, Any]) -> None:
     """Send the job's config and values to its loggers (at the checkpoint's step; into a W&B run's summary too),
     then finish them, so that the next job of a sweep logs into a run of its own."""
+    value_columns = {short_name(name) for name in values}
     try:
         for logger in loggers:
-            value_columns = {short_name(name) for name in values}
             logger.log_hyperparams({**config, "result": {k: v for k, v in row.items() if k not in value_columns}})
             logger.log_metrics(values, step=max(row["step"], 0))
             if isinstance(logger, WandbLogger):

@@ -6,6 +6,9 @@ Written atomically by rank zero of ``difflab-train`` and ``difflab-evaluate``:
      "started": "2026-11-30T22:40:00", "ended": null, "overrides": ["schedule=cosine", "seed=1"],
      "metrics": {"val/fid_digits-lenet_n1000_dpmpp2m20": 7.87}}
 
+and, from ``difflab-train``, ``max_steps``, ``resumed_from`` (the checkpoint of this attempt, or null) and ``best``
+(the best value of every scored metric).
+
 A job killed (SIGKILL, preemption, a laptop lid) or still running leaves ``"running"``.
 """
 
@@ -22,6 +25,8 @@ __all__ = ["STATUS_FILE", "RUNNING", "FINISHED", "FAILED", "read_status", "write
 
 STATUS_FILE = "status.json"
 RUNNING, FINISHED, FAILED = "running", "finished", "failed"
+
+
 def read_status(job_dir: str | Path) -> dict[str, Any] | None:
     """The job's status record, or None when it has none (or it cannot be read)."""
     path = Path(job_dir) / STATUS_FILE
