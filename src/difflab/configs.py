@@ -22,11 +22,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from difflab.errors import ConfigError
+
 # difflab's launcher presets (conf/hydra/launcher/) restate the plugins' configs of the same name, which Hydra 1.3 still
 # merges as a schema with a deprecation warning on every launch
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
 
-__all__ = ["CONFIG_DIR", "WritableOutputCheck", "config_dir", "task_overrides"]
+__all__ = [
+    "CONFIG_DIR", "WritableOutputCheck", "config_dir", "preset_refusal", "refuse_other_presets", "task_overrides",
+]
 
 if not OmegaConf.has_resolver("difflab_cwd"):  # usable before Hydra sets ${hydra:runtime.cwd} (sweep dirs)
     OmegaConf.register_new_resolver("difflab_cwd", os.getcwd)
@@ -66,6 +70,27 @@ CONFIG_DIR = config_dir()
 def task_overrides() -> list[str]:
     """The command-line overrides of this Hydra job (empty outside Hydra)."""
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def preset_refusal(cfg: DictConfig, entry: str) -> str | None:
+    """Why ``cfg``'s experiment preset cannot run under the ``entry`` command (``train``, ``evaluate``), or None.
+
+    A preset made for another command says so with ``preset_for:`` (an evaluation study's preset composed into
+    difflab-train would otherwise train with a checkpoint path meant for scoring)."""
+    wanted = cfg.get("preset_for")
+    if wanted is None or wanted == entry:
+        return None
+    hydra = cfg.get("hydra") or (HydraConfig.get() if HydraConfig.initialized() else None)  # multirun: in cfg
+    name = hydra.runtime.choices.get("experiment") if hydra is not None else None
+    preset = f"experiment={name}" if name else "this preset"
+    return f"{preset} is a difflab-{wanted} preset (preset_for: {wanted}); run it with difflab-{wanted} -m {preset}"
+
+
+def refuse_other_presets(cfg: DictConfig, entry: str) -> None:
+    """Raise a ConfigError when ``cfg``'s experiment preset is made for another command (:func:`preset_refusal`)."""
+    reason = preset_refusal(cfg, entry)
+    if reason is not None:
+        raise ConfigError(reason)
 
 
 def unwritable_reason(directory: Path) -> str | None:

@@ -12,7 +12,7 @@ from torch import nn
 from difflab.diffusion import DiffusionObjective, GaussianDiffusion, NoiseSchedule, timestep_quartile_means
 from difflab.ema import ExponentialMovingAverage
 from difflab.samplers import Sampler
-from difflab.samplers.base import randn_like
+from difflab.samplers.base import StepCallback, randn_like
 from difflab.samplers.guidance import class_labels, guided_model_fn
 from difflab.utils.checks import check_int, check_number
 from difflab.utils.seeding import Stream, derive_seed, per_sample_generators
@@ -167,18 +167,21 @@ class DiffusionModule(pl.LightningModule):
         class_label: int | str | None = "all",
         guidance_scale: float = 1.0,
         use_ema: bool = True,
+        callback: StepCallback | None = None,
     ) -> torch.Tensor:
         """Draw samples ``start_index .. start_index + num_samples - 1``; sample i depends only on (seed, i).
 
         For a class-conditional model ``class_label`` is ``"all"`` (sample i gets class i % K), a class
         index, or ``"none"`` (the null label); ``guidance_scale`` is the classifier-free guidance weight.
+        ``callback(i, t, x, x0)`` is the sampler's (:meth:`Sampler.sample`): it sees this batch's start noise and
+        its state after each step, and changes nothing drawn.
         """
         indices = range(start_index, start_index + num_samples)
         generators = per_sample_generators(seed, indices, self.device)
         x_T = randn_like(torch.empty(num_samples, *self.data_shape, device=self.device), generators)
         y = class_labels(class_label, indices, self.num_classes, self.device)
         model_fn = self.model_fn(self.sampling_network(use_ema), y, guidance_scale)
-        return sampler.sample(model_fn, x_T, self.objective.prediction_type, generators)
+        return sampler.sample(model_fn, x_T, self.objective.prediction_type, generators, callback)
 
     # ----------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -3,13 +3,15 @@
     difflab-report sweeps=outputs/train/multiruns/2026-11-30_22-40-00
     difflab-report sweeps=[outputs/train/multiruns/A,outputs/train/multiruns/B] select=[val/two_d*] group_by=[schedule]
 
-Writes ``report.csv`` (one row per job), ``report.md`` (mean ± std per group over the finished seeds; the failed
-and incomplete jobs listed) and PNG figures into the sweep directory (or ``out_dir``), and prints the table.
+Writes ``report.csv`` (one row per job), ``report.md`` (mean ± std per group over the finished seeds; with
+``paired_by=seed`` the paired comparisons of the groups differing in one key, also in ``paired.csv``; the failed and
+incomplete jobs listed) and PNG figures into the sweep directory (or ``out_dir``), and prints the table.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from difflab.configs import CONFIG_DIR
 from difflab.errors import ConfigError, user_errors
 from difflab.reporting.figures import draw_figures
-from difflab.reporting.grouping import choose_metrics, group_jobs, numeric_keys, swept_keys
+from difflab.reporting.grouping import TRAIN_SEED, choose_metrics, group_jobs, numeric_keys, swept_keys
 from difflab.reporting.jobs import find_jobs, read_job
-from difflab.reporting.table import markdown, write_csv
+from difflab.reporting.paired import check_not_grouped, compare, default_group_keys, paired_key
+from difflab.reporting.paired_table import paired_markdown, write_paired_csv
+from difflab.reporting.table import has_history, markdown, write_csv
 from difflab.sweeps.overrides import override_key
 
 __all__ = ["report", "run", "main"]
@@ -59,37 +63,50 @@ def sweep_paths(cfg: DictConfig) -> list[Path]:
 
 
 def report(cfg: DictConfig) -> dict[str, Any]:
-    """Read the jobs of ``cfg.sweeps``, write report.csv, report.md and the figures; return what was written."""
+    """Read the jobs of ``cfg.sweeps``, write <name>.csv, <name>.md (name: report) and the figures; return what was
+    written."""
     paths = sweep_paths(cfg)
     jobs = [read_job(path) for path in find_jobs(paths)]
     out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else (
         paths[0] if len(paths) == 1 else Path(os.path.commonpath([p.resolve() for p in paths])))
     requested = _names(cfg, "group_by")
     swept = swept_keys(jobs, requested or [])
-    keys = requested if requested is not None else [k for k in swept if k != "seed"]
+    paired_by = paired_key(cfg.get("paired_by"), jobs, swept)
+    keys = requested if requested is not None else default_group_keys(swept, paired_by)
     for key in keys:
         if all(job.setting(key) is None for job in jobs):
             raise ConfigError(f"group_by: {key} is set by none of the {len(jobs)} jobs; "
                               f"swept keys: {', '.join(k for k in swept if k not in keys) or 'none'}")
+    check_not_grouped(paired_by, keys, swept)
     patterns = _names(cfg, "select")
     if patterns is not None and not patterns:
         raise ConfigError("select=[] selects no metric; give names or glob patterns, e.g. select=[val/fid*], "
                           "or leave the default [val/*,train/loss]")
     if not isinstance(cfg.get("figures", True), bool):
         raise ConfigError(f"figures={cfg.get('figures')!r} is not accepted; use true or false")
+    name = str(cfg.get("name") or "report")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise ConfigError(f"name={name!r} must be a plain file name (letters, digits, . _ -), e.g. name=results")
     metrics, unmatched = choose_metrics(jobs, patterns or ["val/*", "train/loss"])
     groups = group_jobs(jobs, keys)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(out_dir / "report.csv", jobs, swept, metrics, out_dir)
-    axes = numeric_keys(jobs, [k for k in dict.fromkeys([*swept, *keys]) if k != "seed"])
+    write_csv(out_dir / f"{name}.csv", jobs, swept, metrics, out_dir)
+    written = [out_dir / f"{name}.csv", out_dir / f"{name}.md"]
+    sections: list[str] = []
+    if paired_by is not None:
+        comparisons = compare(groups, keys, metrics, paired_by)
+        write_paired_csv(out_dir / "paired.csv", comparisons)
+        sections = paired_markdown(comparisons, paired_by, [m for m in metrics if has_history(groups, m)])
+        written.append(out_dir / "paired.csv")
+    axes = numeric_keys(jobs, [k for k in dict.fromkeys([*swept, *keys]) if k not in ("seed", TRAIN_SEED)])
     figures = draw_figures(out_dir, jobs, groups, keys, metrics, axes) if cfg.get("figures", True) else []
-    text = markdown(jobs, groups, keys, metrics, swept, out_dir, figures, unmatched)
-    (out_dir / "report.md").write_text(text + "\n")
+    text = markdown(jobs, groups, keys, metrics, swept, out_dir, figures, unmatched, sections)
+    (out_dir / f"{name}.md").write_text(text + "\n")
     print(text.split("\n## Figures")[0].rstrip())
-    written = [out_dir / "report.csv", out_dir / "report.md", *figures]
+    written += figures
     print("\ndifflab-report: wrote\n" + "\n".join(f"  {path}" for path in written))
     return {"out_dir": out_dir, "jobs": jobs, "swept": swept, "group_by": keys, "metrics": metrics,
-            "written": written}
+            "paired_by": paired_by, "written": written}
 
 
 def refuse_metrics_group(args: list[str]) -> None:

@@ -21,7 +21,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 from difflab.builders import build_datamodule, build_module, build_sampler, instantiate_all, to_container
 from difflab.callbacks.periodic_scoring import best_values, scoring_history
 from difflab.checkpoints import load_checkpoint
-from difflab.configs import CONFIG_DIR, task_overrides
+from difflab.configs import CONFIG_DIR, refuse_other_presets, task_overrides
 from difflab.errors import ConfigError, TrainingStopped, reported_as_config_error, root_message, user_errors
 from difflab.loggers import close_loggers
 from difflab.resume import config_mismatches, finished_job, resolve_ckpt_path
@@ -178,6 +178,7 @@ def main(cfg: DictConfig) -> float | None:
     from difflab.sweeps.submitit import requeued_resume
 
     with user_errors("difflab-train"):
+        refuse_other_presets(cfg, "train")
         requeued_resume(cfg)  # a requeued submitit job continues its own run (status.json of an earlier attempt)
         return run_trial(cfg, train)
 

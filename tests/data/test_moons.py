@@ -67,3 +67,25 @@ def test_hydra_config_instantiates() -> None:
     assert isinstance(dm, MoonsDataModule) and dm.seed == 3 and dm.batch_size == 512
     assert data_facts(dm) == DataFacts((2,), num_classes=2, num_bins=None)  # continuous 2-D points, two moons
     assert cfg.dataset.name == dm.name == "moons"
+
+
+def test_standardize_gives_zero_mean_unit_variance_over_the_training_split() -> None:
+    dm = MoonsDataModule(scaling="standardize")
+    x = dm.real_samples("train").double()
+    assert torch.allclose(x.mean(0), torch.zeros(2, dtype=torch.double), atol=1e-6)
+    assert torch.allclose(x.std(0, correction=0), torch.ones(2, dtype=torch.double), atol=1e-6)
+    raw = torch.from_numpy(make_moons(n_samples=10000, noise=0.05, random_state=0)[0])
+    mean, std = raw[:9000].mean(0), raw[:9000].std(0, correction=0)
+    assert torch.allclose(dm.real_samples("val").double(), ((raw[9000:] - mean) / std), atol=1e-5)
+    assert torch.allclose(dm.from_data_space(dm.real_samples("val")).double(), raw[9000:], atol=1e-5)
+
+
+def test_metrics_see_both_scalings_in_the_box_space() -> None:
+    box, standard = MoonsDataModule(num_samples=500), MoonsDataModule(num_samples=500, scaling="standardize")
+    assert torch.equal(box.to_metric_space(box.real_samples("val")), box.real_samples("val"))
+    assert torch.allclose(standard.to_metric_space(standard.real_samples("val")), box.real_samples("val"), atol=1e-5)
+
+
+def test_unknown_scaling_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"dataset.scaling='unit'.*\['box', 'standardize'\]"):
+        MoonsDataModule(scaling="unit")

@@ -10,7 +10,7 @@ import torch
 from conftest import compose_config
 
 from difflab.checkpoints import load_checkpoint, module_from_checkpoint
-from difflab.data import MoonsDataModule
+from difflab.data.moons import from_box
 from difflab.samplers import make_sampler
 from difflab.train import train
 
@@ -33,14 +33,14 @@ def test_moons_are_learned(tmp_path, hydra_cleanup):
     train(cfg)
     module, _ = module_from_checkpoint(load_checkpoint(tmp_path / "checkpoints" / "last.ckpt"))
     samples = module.sample(make_sampler("ddpm", schedule=module.schedule, steps=1000), 2000, seed=1)
-    points = MoonsDataModule.from_data_space(samples).numpy()
+    points = from_box(samples).numpy()
     dist, moon = distance_to_moons(points)
     # The data has Gaussian noise of std 0.05 around the curves: 3 std = 0.15.
     print("fraction on moons", np.mean(dist < 0.15), "balance", moon.mean())
     assert np.mean(dist < 0.15) > 0.9, f"only {np.mean(dist < 0.15):.2%} of samples lie on the moons"
     assert 0.35 < moon.mean() < 0.65, f"moon balance {moon.mean():.2f}"
     # Untrained noise would not pass: a standard normal in data space is mostly off the curves.
-    noise_dist, _ = distance_to_moons(MoonsDataModule.from_data_space(torch.randn(2000, 2)).numpy())
+    noise_dist, _ = distance_to_moons(from_box(torch.randn(2000, 2)).numpy())
     assert np.mean(noise_dist < 0.15) < 0.5
 
 
@@ -55,7 +55,7 @@ def fit_moons(objective: str, loss: str, tmp_path) -> tuple[float, float]:
     train(cfg)
     module, _ = module_from_checkpoint(load_checkpoint(tmp_path / "checkpoints" / "last.ckpt"))
     samples = module.sample(make_sampler("ddpm", schedule=module.schedule, steps=200), 1000, seed=1)
-    dist, moon = distance_to_moons(MoonsDataModule.from_data_space(samples).numpy())
+    dist, moon = distance_to_moons(from_box(samples).numpy())
     print(objective, loss, "fraction on moons", np.mean(dist < 0.15), "balance", moon.mean())
     return float(np.mean(dist < 0.15)), float(moon.mean())
 

@@ -150,3 +150,73 @@ def assert_png(path: Path) -> None:
         image.verify()
     with Image.open(path) as image:
         assert image.format == "PNG" and min(image.size) > 200
+
+
+SCHEDULES, WEIGHTINGS = ("linear", "cosine", "sigmoid"), ("uniform", "min_snr")
+
+
+def factorial_sweep(root: Path, seed: int = 2) -> dict:
+    """A training sweep ``schedule=linear,cosine,sigmoid objective.weighting=uniform,min_snr seed=0,1,2``, plus
+    seed 3 for (linear, uniform) only (a job without a partner elsewhere) and (cosine, min_snr, seed 2) failed.
+    W2 is logged at steps 20 and 40 (its best is the min of the two), the loss at 10..40.
+    Returns {job name: {"schedule", "objective.weighting", "seed", "status", "series"}}."""
+    rng = np.random.default_rng(seed)
+    plan = [(s, w, k) for s in SCHEDULES for w in WEIGHTINGS for k in range(3)] + [("linear", "uniform", 3)]
+    truth: dict = {}
+    for number, (schedule, weighting, job_seed) in enumerate(plan):
+        job = root / str(number)
+        overrides = [f"schedule={schedule}", f"objective.weighting={weighting}", f"seed={job_seed}"]
+        failed = (schedule, weighting, job_seed) == ("cosine", "min_snr", 2)
+        shift = 0.05 * SCHEDULES.index(schedule) + 0.02 * WEIGHTINGS.index(weighting)  # a real effect + seed noise
+        series = {W2: {s: float(0.2 + shift + rng.normal(0, 0.03)) for s in (20, 40)},
+                  LOSS: {s: float(rng.uniform(0.1, 1.0)) for s in (10, 20, 30, 40)}}
+        write_job(job, overrides, {"task": "train", "overrides": overrides, "step": 40,
+                                   "status": "failed" if failed else "finished",
+                                   "error": "loss is nan" if failed else None})
+        write_csv(job / "csv" / "metrics.csv", rows_of(series), [LOSS, W2])
+        truth[str(number)] = {"schedule": schedule, "objective.weighting": weighting, "seed": job_seed,
+                              "status": "failed" if failed else "finished", "series": series}
+    return truth
+
+
+def checkpoint_sweep(root: Path, seed: int = 3) -> dict:
+    """Three training runs (seeds 0, 1, 2; only their config files and an empty checkpoint) under
+    ``root/outputs/train/multiruns/d/<seed>``, and an evaluation sweep of their ``last.ckpt`` (relative paths, as
+    typed in ``root``) x ``sampler.eta=0,1`` x ``sampler.steps=10,20`` in ``root/eval``.
+    Returns {job name: {"ckpt_path", "train.seed", "sampler.eta", "sampler.steps", "value"}}."""
+    rng = np.random.default_rng(seed)
+    ckpts = []
+    for train_seed in range(3):
+        run = root / "outputs" / "train" / "multiruns" / "d" / str(train_seed)
+        overrides = ["experiment=moons", f"seed={train_seed}"]
+        write_job(run, overrides, {"task": "train", "overrides": overrides, "step": 3000, "status": "finished"})
+        (run / "resolved_config.yaml").write_text(yaml.safe_dump({"seed": train_seed, "schedule": {"name": "cosine"}}))
+        (run / "checkpoints").mkdir()
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+        ckpts.append(str(run.relative_to(root) / "checkpoints" / "last.ckpt"))
+    truth: dict = {}
+    number = 0
+    for train_seed, ckpt in enumerate(ckpts):
+        for eta in (0, 1):
+            for steps in (10, 20):
+                job = root / "eval" / str(number)
+                overrides = [f"ckpt_path={ckpt}", f"sampler.eta={eta}", f"sampler.steps={steps}"]
+                value = float(0.3 - 0.1 * eta + 0.01 * train_seed + rng.normal(0, 0.02))
+                write_job(job, overrides, {"task": "evaluate", "overrides": overrides, "step": 3000,
+                                           "status": "finished"})
+                (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"cwd": str(root)}}}))
+                row = {"ckpt_path": ckpt, "step": 3000, "sampler.eta": eta, "sampler.steps": steps, "two_d": value,
+                       "metric_names": json.dumps([f"val/two_d_n1000_ddim{steps}"])}
+                (job / "results.json").write_text(json.dumps([row]))
+                truth[str(number)] = {"ckpt_path": ckpt, "train.seed": train_seed, "sampler.eta": eta,
+                                      "sampler.steps": steps, "value": value}
+                number += 1
+    return truth
+
+
+def md_subtable(text: str, heading: str) -> list[dict[str, str]]:
+    """The rows of the markdown table under the ``### `` heading that starts with ``heading``, as dicts."""
+    section = text.split(f"### {heading}", 1)[1].split("\n", 1)[1].split("\n#", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split(" | ")]
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split(" | ")))) for line in lines[2:]]

@@ -11,7 +11,7 @@ def test_help_lists_the_options_with_examples(tmp_path):
     result = run_cli("report", "--help", cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     for text in ("sweeps=", "select", "group_by", "out_dir", "figures", "Examples:", "report.csv", "report.md",
-                 "curve_<metric>.png", "status.json"):
+                 "curve_<metric>.png", "status.json", "paired_by", "paired.csv", "train.<key>"):
         assert text in result.stdout, text
     assert "powered by Hydra" not in result.stdout
 

@@ -1,4 +1,4 @@
-"""Two moons (scikit-learn ``make_moons``) as 2-D points in [-1, 1]."""
+"""Two moons (scikit-learn ``make_moons``) as 2-D points, scaled into [-1, 1] or standardised."""
 
 from __future__ import annotations
 
@@ -19,6 +19,19 @@ __all__ = ["MoonsDataModule"]
 # Points are not clipped, so much larger noise can leave [-1, 1].
 MOONS_CENTER = (0.5, 0.25)
 MOONS_SCALE = (2.0, 1.0)
+SCALINGS = ("box", "standardize")
+
+
+def to_box(points: torch.Tensor) -> torch.Tensor:
+    """make_moons coordinates -> the box scaling's data space (the noiseless moons in [-0.75, 0.75]^2)."""
+    center, scale = torch.tensor(MOONS_CENTER), torch.tensor(MOONS_SCALE)
+    return (points - center.to(points)) / scale.to(points)
+
+
+def from_box(points: torch.Tensor) -> torch.Tensor:
+    """The box scaling's data space -> make_moons coordinates."""
+    center, scale = torch.tensor(MOONS_CENTER), torch.tensor(MOONS_SCALE)
+    return points * scale.to(points) + center.to(points)
 
 
 class MoonsDataModule(ArrayDataModule):
@@ -27,6 +40,10 @@ class MoonsDataModule(ArrayDataModule):
     The last ``round(val_fraction * num_samples)`` points (make_moons shuffles them) form the val split.
     The data set depends on ``data_seed`` only, not on the training ``seed`` (which orders the batches).
     Continuous points (no ``num_bins``), 2 classes.
+
+    ``scaling``: ``box`` maps the noiseless moons onto [-0.75, 0.75]^2 (inside [-1, 1]); ``standardize`` gives each
+    coordinate zero mean and unit variance over the training split. Sample metrics compare points in the box
+    scaling's space whatever the scaling (:meth:`to_metric_space`), so W2 values of both scalings are comparable.
     """
 
     name = "moons"
@@ -40,6 +57,7 @@ class MoonsDataModule(ArrayDataModule):
         noise: float = 0.05,
         val_fraction: float = 0.1,
         data_seed: int = 0,
+        scaling: str = "box",
         **kwargs: Any,
     ) -> None:
         """``kwargs`` go to :class:`ArrayDataModule`."""
@@ -47,26 +65,46 @@ class MoonsDataModule(ArrayDataModule):
         check_int("dataset.num_samples", num_samples, 2)
         check_number("dataset.val_fraction", val_fraction, 0.0, 1.0, high_open=True)
         check_number("dataset.noise", noise, 0.0)
+        if scaling not in SCALINGS:
+            raise ValueError(f"dataset.scaling={scaling!r} is not known; choose one of {list(SCALINGS)}")
         self.num_val = round(val_fraction * num_samples)
         if num_samples - self.num_val < 1:
             raise ValueError(f"dataset.num_samples={num_samples} leaves no training points")
         self.num_samples, self.noise, self.val_fraction, self.data_seed = num_samples, noise, val_fraction, data_seed
+        self.scaling = scaling
+        self._mean = self._std = None
 
-    @staticmethod
-    def to_data_space(points: torch.Tensor) -> torch.Tensor:
-        """Map make_moons coordinates to the model's data space."""
-        center, scale = torch.tensor(MOONS_CENTER), torch.tensor(MOONS_SCALE)
-        return (points - center.to(points)) / scale.to(points)
+    def _raw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = make_moons(n_samples=self.num_samples, noise=self.noise, random_state=self.data_seed)
+        return torch.from_numpy(x).float(), torch.from_numpy(y).long()
 
-    @staticmethod
-    def from_data_space(points: torch.Tensor) -> torch.Tensor:
+    def _statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-coordinate mean and standard deviation of the training split in make_moons coordinates."""
+        if self._mean is None:
+            train = self._raw()[0][: self.num_samples - self.num_val].double()
+            self._mean, self._std = train.mean(0).float(), train.std(0, correction=0).float()
+        return self._mean, self._std
+
+    def to_data_space(self, points: torch.Tensor) -> torch.Tensor:
+        """Map make_moons coordinates to the model's data space (this module's ``scaling``)."""
+        if self.scaling == "box":
+            return to_box(points)
+        mean, std = self._statistics()
+        return (points - mean.to(points)) / std.to(points)
+
+    def from_data_space(self, points: torch.Tensor) -> torch.Tensor:
         """Map data-space points (e.g. samples) back to make_moons coordinates, for plots."""
-        center, scale = torch.tensor(MOONS_CENTER), torch.tensor(MOONS_SCALE)
-        return points * scale.to(points) + center.to(points)
+        if self.scaling == "box":
+            return from_box(points)
+        mean, std = self._statistics()
+        return points * std.to(points) + mean.to(points)
+
+    def to_metric_space(self, points: torch.Tensor) -> torch.Tensor:
+        """Data-space points in the space the sample metrics use: the box scaling's, whatever this module's."""
+        return points if self.scaling == "box" else to_box(self.from_data_space(points))
 
     def build(self) -> tuple[TensorDataset, TensorDataset]:
-        x, y = make_moons(n_samples=self.num_samples, noise=self.noise, random_state=self.data_seed)
-        x = self.to_data_space(torch.from_numpy(x).float())
-        y = torch.from_numpy(y).long()
+        x, y = self._raw()
+        x = self.to_data_space(x)
         n_train = self.num_samples - self.num_val
         return TensorDataset(x[:n_train], y[:n_train]), TensorDataset(x[n_train:], y[n_train:])

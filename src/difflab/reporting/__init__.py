@@ -1,4 +1,5 @@
-"""difflab-report's parts: find and read the jobs of sweeps, aggregate them into a table, draw figures.
+"""difflab-report's parts: find and read the jobs of sweeps, aggregate them into a table, compare groups pair by
+pair (``paired_by``), draw figures.
 
 Plain Python and matplotlib (no torch or Lightning), so a report is quick to make and the parts can
 be used from a notebook:

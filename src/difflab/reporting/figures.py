@@ -3,7 +3,8 @@
 - ``curve_<metric>.png``: the metric against the training step, one line per group (the mean over its seeds at
   each step), the seeds' min..max shaded;
 - ``vs_<key>_<metric>.png``: the metric's final value against a numeric swept key, one line per setting of the
-  other group keys, mean ± sample std (ddof=1) over the jobs at each value (the seeds) as error bars.
+  other group keys, mean ± sample std (ddof=1) over the jobs at each value (the seeds) as error bars; a log x
+  axis, ticks labelled with the values swept, when they are positive and span a factor of 20 or more (steps, NFE).
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from difflab.reporting.grouping import Group, label  # noqa: E402
 from difflab.reporting.jobs import FINISHED, Job  # noqa: E402
 
-__all__ = ["figure_name", "curve_figure", "sweep_figure", "draw_figures"]
+__all__ = ["figure_name", "curve_figure", "sweep_axes", "sweep_figure", "draw_figures", "log_axis", "LOG_SPAN"]
+
+LOG_SPAN = 20  # a numeric key whose positive values span this factor or more is drawn on a log axis
 
 
 def figure_name(prefix: str, *parts: str) -> str:
@@ -71,9 +75,16 @@ def curve_figure(path: Path, metric: str, groups: list[Group], keys: list[str]) 
     return _save(fig, path)
 
 
-def sweep_figure(path: Path, metric: str, key: str, jobs: list[Job], keys: list[str]) -> Path | None:
-    """The final value of ``metric`` against the numeric ``key``: one line per setting of the other ``keys``,
-    mean ± sample std (ddof=1) over the finished jobs at each value; None when there is nothing to draw."""
+def log_axis(values: list[float]) -> bool:
+    """Whether ``values`` (a swept key's settings) read better on a log axis: all positive, spanning a factor of
+    :data:`LOG_SPAN` or more (``sampler.steps`` over 10..1000)."""
+    return bool(values) and min(values) > 0 and max(values) / min(values) >= LOG_SPAN
+
+
+def sweep_axes(metric: str, key: str, jobs: list[Job], keys: list[str]) -> tuple[plt.Figure, plt.Axes] | None:
+    """The figure of :func:`sweep_figure`, not saved (the caller closes it); None when there is nothing to draw.
+
+    The x axis is logarithmic when :func:`log_axis` says so, its ticks labelled with the values swept."""
     others = [k for k in keys if k != key]
     points: dict[tuple[str | None, ...], dict[float, list[float]]] = {}
     for job in jobs:
@@ -93,10 +104,23 @@ def sweep_figure(path: Path, metric: str, key: str, jobs: list[Job], keys: list[
         ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=f"{label(others, line)} (n={n})")
     ax.set(xlabel=key, ylabel=f"{metric} (final)",
            title=f"{metric} (final value) vs {key}\nmean ± sample std over the finished jobs at each value (seeds)")
+    values = sorted({x for by_x in points.values() for x in by_x})
+    if log_axis(values):
+        ax.set_xscale("log")
+        ax.set_xticks(values, [f"{x:g}" for x in values])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"{key} (log scale)")
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     _legend(ax, len(points))
-    return _save(fig, path)
+    return fig, ax
+
+
+def sweep_figure(path: Path, metric: str, key: str, jobs: list[Job], keys: list[str]) -> Path | None:
+    """The final value of ``metric`` against the numeric ``key``: one line per setting of the other ``keys``,
+    mean ± sample std (ddof=1) over the finished jobs at each value; None when there is nothing to draw."""
+    drawn = sweep_axes(metric, key, jobs, keys)
+    return _save(drawn[0], path) if drawn else None
 
 
 def draw_figures(out_dir: Path, jobs: list[Job], groups: list[Group], keys: list[str], metrics: list[str],

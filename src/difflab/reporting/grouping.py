@@ -11,20 +11,27 @@ from dataclasses import dataclass
 
 from difflab.errors import ConfigError
 from difflab.reporting.jobs import FINISHED, Job
+from difflab.reporting.origin import TRAIN_PREFIX
 from difflab.sweeps.overrides import is_plumbing
 
 __all__ = ["Group", "Summary", "swept_keys", "numeric_keys", "choose_metrics", "group_jobs",
-           "summarise", "label"]
+           "summarise", "label", "TRAIN_SEED"]
+
+TRAIN_SEED = f"{TRAIN_PREFIX}seed"  # the seed of the training run that made an evaluation job's checkpoint
+
 
 def swept_keys(jobs: list[Job], extra: list[str] = ()) -> list[str]:
     """The override keys whose values differ between ``jobs`` (Hydra's settings, loggers and ``resume`` never count:
     :func:`~difflab.sweeps.overrides.is_plumbing`; ``ckpt_path`` counts in evaluation jobs, the checkpoint they
     score, not in training jobs, where it resumes a run), in the order they were typed, then the keys of ``extra``
-    not among them."""
+    not among them. When evaluation jobs score several checkpoints, ``train.seed`` (the seed of the training run
+    that made each checkpoint, when its run directory is found) follows ``ckpt_path``, mapping one onto the other."""
     evaluations = any(job.task == "evaluate" for job in jobs)
     keys = [k for k in dict.fromkeys(k for job in jobs for k in job.overrides)
             if not is_plumbing(k) and (k != "ckpt_path" or evaluations)]
     swept = [k for k in keys if len({job.setting(k) for job in jobs}) > 1]
+    if "ckpt_path" in swept and TRAIN_SEED not in swept and any(job.setting(TRAIN_SEED) is not None for job in jobs):
+        swept.insert(swept.index("ckpt_path") + 1, TRAIN_SEED)
     return swept + [k for k in extra if k not in swept]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from difflab.reporting.origin import TRAIN_PREFIX, training_run_dir
 from difflab.reporting.series import (
     Series,
     best_value,
@@ -30,7 +31,8 @@ from difflab.reporting.series import (
 )
 from difflab.sweeps.overrides import override_key
 
-__all__ = ["Job", "FINISHED", "FAILED", "INCOMPLETE", "find_jobs", "read_job", "parse_overrides", "as_text"]
+__all__ = ["Job", "FINISHED", "FAILED", "INCOMPLETE", "find_jobs", "read_job", "read_settings", "parse_overrides",
+           "as_text"]
 
 FINISHED, FAILED, INCOMPLETE = "finished", "failed", "incomplete"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
@@ -121,20 +123,37 @@ class Job:
         return list(dict.fromkeys([*self.series, *self.results]))
 
     @cached_property
+    def _hydra(self) -> Any:
+        return _yaml(self.path / ".hydra" / "hydra.yaml")
+
+    @cached_property
     def _choices(self) -> dict[str, Any]:
-        hydra = _yaml(self.path / ".hydra" / "hydra.yaml")
-        return _select(hydra, "hydra.runtime.choices") or {}
+        return _select(self._hydra, "hydra.runtime.choices") or {}
 
     @cached_property
     def _config(self) -> Any:
         resolved = _yaml(self.path / "resolved_config.yaml")
         return resolved if isinstance(resolved, dict) else _yaml(self.path / ".hydra" / "config.yaml")
 
+    @cached_property
+    def training_run(self) -> Job | None:
+        """The training run that made the checkpoint this evaluation job scored (its settings only; see
+        :mod:`~difflab.reporting.origin`); a training job is its own; None when the run is not found."""
+        if self.task != "evaluate":
+            return self
+        cwd = _select(self._hydra, "hydra.runtime.cwd")
+        run_dir = training_run_dir(self.setting("ckpt_path"), str(cwd) if cwd else None)
+        return read_settings(run_dir) if run_dir else None
+
     def setting(self, key: str) -> str | None:
         """The job's value of ``key``: its override, else the config group it chose (``schedule`` -> ``linear``),
-        else the value in its resolved config (``schedule.num_timesteps`` -> ``1000``)."""
+        else the value in its resolved config (``schedule.num_timesteps`` -> ``1000``). ``train.<key>`` is the
+        setting of the training run that made the checkpoint scored (``train.seed``; None when it is not found)."""
         if key in self.overrides:
             return self.overrides[key]
+        if key.startswith(TRAIN_PREFIX):
+            run = self.training_run
+            return run.setting(key.removeprefix(TRAIN_PREFIX)) if run else None
         if key in self._choices:
             return as_text(self._choices[key])
         value = _select(self._config, key)
@@ -151,17 +170,28 @@ def _fate(record: dict[str, Any] | None, finished_file: bool) -> tuple[str, str 
     return (FINISHED, None) if status == FINISHED else (INCOMPLETE, None)
 
 
+def _overrides(job_dir: Path, record: dict[str, Any] | None) -> dict[str, str | None]:
+    # the run's own record first: Hydra rewrites .hydra/ for every job started in the directory, even one refused
+    overrides_list = (record or {}).get("overrides") if (record or {}).get("task") else None
+    if not isinstance(overrides_list, list):
+        overrides_list = _yaml(job_dir / OVERRIDES)
+    return parse_overrides(overrides_list if isinstance(overrides_list, list) else [])
+
+
+def read_settings(run_dir: Path) -> Job:
+    """A training run's settings and status, without its logged values (its step unknown)."""
+    record = read_json(run_dir / "status.json")
+    record = record if isinstance(record, dict) else None
+    status, error = _fate(record, (run_dir / "evaluation.json").is_file())
+    return Job(path=run_dir, task="train", status=status, step=None, error=error,
+               overrides=_overrides(run_dir, record))
+
+
 def read_job(job_dir: Path) -> Job:
     """Read one job directory; missing or half-written files leave their part empty (a sweep may be running)."""
     job_dir = Path(job_dir)
     record = read_json(job_dir / "status.json")
     record = record if isinstance(record, dict) else None
-    # the run's own record first: Hydra rewrites .hydra/ for every job started in the directory, even one refused
-    overrides_list = (record or {}).get("overrides") if (record or {}).get("task") else None
-    if not isinstance(overrides_list, list):
-        overrides_list = _yaml(job_dir / OVERRIDES)
-    if not isinstance(overrides_list, list):
-        overrides_list = []
     results = read_results(job_dir)
     task = (record or {}).get("task") or ("evaluate" if results or (job_dir / "evaluate.log").exists() else "train")
     series = merge(read_evaluation_history(job_dir), read_csv_logs(job_dir))
@@ -177,4 +207,4 @@ def read_job(job_dir: Path) -> Job:
                  if isinstance(s, int) and not isinstance(s, bool) and s >= 0]
     step = max(evidence) if evidence else None
     return Job(path=job_dir, task=str(task), status=status, step=step, error=error,
-               overrides=parse_overrides(overrides_list), series=series, results=results[0] if results else {})
+               overrides=_overrides(job_dir, record), series=series, results=results[0] if results else {})

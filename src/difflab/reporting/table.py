@@ -10,7 +10,7 @@ from pathlib import Path
 from difflab.reporting.grouping import Group, label, summarise
 from difflab.reporting.jobs import FAILED, FINISHED, INCOMPLETE, Job
 
-__all__ = ["job_name", "write_csv", "markdown", "BEST_RULE"]
+__all__ = ["job_name", "write_csv", "markdown", "markdown_table", "has_history", "BEST_RULE"]
 
 BEST_RULE = "min; max for inception_score, accuracy, precision, recall"
 
@@ -44,19 +44,20 @@ def _cell(text: object) -> str:
     return str("" if text is None else text).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[object]]) -> list[str]:
+    """A markdown table's lines (``|`` in a cell escaped)."""
     return ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header),
             *("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)]
 
 
-def _has_history(groups: list[Group], metric: str) -> bool:
+def has_history(groups: list[Group], metric: str) -> bool:
     """Whether the best value can differ from the last one (some job logged the metric at two steps or more)."""
     return any(len(job.series.get(metric, {})) > 1 for group in groups for job in group.finished)
 
 
 def markdown(jobs: list[Job], groups: list[Group], keys: list[str], metrics: list[str], swept: list[str],
-             out_dir: Path, figures: list[Path], unmatched: list[str]) -> str:
-    """The text of ``report.md``."""
+             out_dir: Path, figures: list[Path], unmatched: list[str], sections: list[str] = ()) -> str:
+    """The text of ``report.md``; ``sections``: more lines (e.g. the paired comparisons) after the value tables."""
     counts = {s: sum(job.status == s for job in jobs) for s in (FINISHED, FAILED, INCOMPLETE)}
     lines = [f"# Report: {out_dir.name or out_dir}", "",
              f"{len(jobs)} jobs: {counts[FINISHED]} finished, {counts[FAILED]} failed, "
@@ -72,19 +73,20 @@ def markdown(jobs: list[Job], groups: list[Group], keys: list[str], metrics: lis
         lines += ["No metric logged yet.", ""]
     rows = [[*g.values, f"{len(g.finished)} of {len(g.jobs)}",
              *(summarise(g.finished, lambda job, m=m: job.last(m)) for m in metrics)] for g in groups]
-    lines += [*_table([*header, *metrics], rows), ""]
-    best = [m for m in metrics if _has_history(groups, m)]
+    lines += [*markdown_table([*header, *metrics], rows), ""]
+    best = [m for m in metrics if has_history(groups, m)]
     if best:
         lines += [f"## Best value during training ({BEST_RULE})", ""]
         rows = [[*g.values, f"{len(g.finished)} of {len(g.jobs)}",
                  *(summarise(g.finished, lambda job, m=m: job.best(m)) for m in best)] for g in groups]
-        lines += [*_table([*header, *best], rows), ""]
+        lines += [*markdown_table([*header, *best], rows), ""]
+    lines += sections
     left_out = [job for job in jobs if job.status != FINISHED]
     lines += ["## Failed and incomplete jobs", ""]
     if left_out:
         rows = [[job_name(job, out_dir), job.status, job.step, job.error or "", label(keys, g.values)]
                 for g in groups for job in g.jobs if job.status != FINISHED]
-        lines += [*_table(["job", "status", "step", "error", "group"], rows), ""]
+        lines += [*markdown_table(["job", "status", "step", "error", "group"], rows), ""]
     else:
         lines += ["None: every job finished.", ""]
     if figures:

@@ -16,6 +16,14 @@ Post-processing of the x0 prediction (options shared by all samplers, diffusers'
   x0 = clamp(x0, -s, s) / s. Takes precedence over ``clip_sample`` when both are on (as in diffusers).
 In both cases eps is recomputed from the processed x0, eps = (x_t - sqrt(abar) x0) / sqrt(1 - abar), so
 every sampler sees a consistent (x0, eps) pair (diffusers' DDIM calls this ``use_clipped_model_output=True``).
+
+Watching a run. ``sample(..., callback=f)`` calls ``f(i, t, x, x0)`` (:data:`StepCallback`) once with the start noise,
+``f(0, timesteps[0], x_T, None)``, then once after each step i = 1..len(timesteps): ``t = timesteps[i - 1]`` is the
+step's model timestep, ``x`` the state after the step on the model's scale (x_t of the next step's timestep; the
+returned sample after the last step) and ``x0`` the x0 prediction the step made (after clipping / thresholding; Heun:
+its first evaluation's; Euler/Heun with churn evaluate at a slightly noisier timestep than ``t``). The callback only
+reads: it draws no random numbers and must not change the tensors in place, so the samples are the same with and
+without it. (diffusers' ``callback_on_step_end``; k-diffusion's ``callback({'x', 'i', 'sigma', 'denoised'})``.)
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from difflab.utils.checks import check_int
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 GeneratorLike = Union[None, torch.Generator, Sequence[torch.Generator]]
+StepCallback = Callable[[int, int, torch.Tensor, Union[torch.Tensor, None]], None]
 
 TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
 
@@ -41,6 +50,7 @@ __all__ = [
     "Sampler",
     "ModelFn",
     "GeneratorLike",
+    "StepCallback",
     "TIMESTEP_SPACINGS",
     "select_timesteps",
     "randn_like",
@@ -189,14 +199,30 @@ class Sampler(ABC):
 
     @torch.no_grad()
     def sample(
-        self, model_fn: ModelFn, x_T: torch.Tensor, prediction_type: str = "eps", generator: GeneratorLike = None
+        self,
+        model_fn: ModelFn,
+        x_T: torch.Tensor,
+        prediction_type: str = "eps",
+        generator: GeneratorLike = None,
+        callback: StepCallback | None = None,
     ) -> torch.Tensor:
-        """Run the reverse process from ``x_T`` and return x_0. ``nfe`` counts this call's model evaluations."""
+        """Run the reverse process from ``x_T`` and return x_0. ``nfe`` counts this call's model evaluations.
+
+        ``callback(i, t, x, x0)``, when given, sees the start noise and the state after each step (module docstring).
+        """
         check_prediction_type(prediction_type)
         self.nfe = 0
-        return self._sample(model_fn, x_T, prediction_type, generator)
+        if callback is not None:
+            callback(0, int(self.timesteps[0]), x_T, None)
+        return self._sample(model_fn, x_T, prediction_type, generator, callback)
 
     @abstractmethod
     def _sample(
-        self, model_fn: ModelFn, x: torch.Tensor, prediction_type: str, generator: GeneratorLike
-    ) -> torch.Tensor: ...
+        self,
+        model_fn: ModelFn,
+        x: torch.Tensor,
+        prediction_type: str,
+        generator: GeneratorLike,
+        callback: StepCallback | None,
+    ) -> torch.Tensor:
+        """The reverse process from ``x``; calls ``callback(i + 1, t_i, x, x0)`` after step i when it is given."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from difflab.samplers.base import GeneratorLike, ModelFn, Sampler, randn_like
+from difflab.samplers.base import GeneratorLike, ModelFn, Sampler, StepCallback, randn_like
 from difflab.utils.checks import check_number
 
 
@@ -24,7 +24,12 @@ class DDIMSampler(Sampler):
         self.eta = float(eta)
 
     def _sample(
-        self, model_fn: ModelFn, x: torch.Tensor, prediction_type: str, generator: GeneratorLike
+        self,
+        model_fn: ModelFn,
+        x: torch.Tensor,
+        prediction_type: str,
+        generator: GeneratorLike,
+        callback: StepCallback | None,
     ) -> torch.Tensor:
         ab_t, ab_prev = self.alpha_bars()
         for i, t in enumerate(self.timesteps):
@@ -34,4 +39,6 @@ class DDIMSampler(Sampler):
             x = ab_prev[i].sqrt().to(x.dtype) * x0 + direction.to(x.dtype) * eps
             if sigma > 0:
                 x = x + sigma.to(x.dtype) * randn_like(x, generator)
+            if callback is not None:
+                callback(i + 1, int(t), x, x0)
         return x

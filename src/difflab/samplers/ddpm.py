@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from difflab.diffusion.reverse import ReverseProcess, check_variance_type
-from difflab.samplers.base import GeneratorLike, ModelFn, Sampler, randn_like
+from difflab.samplers.base import GeneratorLike, ModelFn, Sampler, StepCallback, randn_like
 
 
 class DDPMSampler(Sampler):
@@ -36,7 +36,12 @@ class DDPMSampler(Sampler):
         return low.flip(0), high.flip(0)
 
     def _sample(
-        self, model_fn: ModelFn, x: torch.Tensor, prediction_type: str, generator: GeneratorLike
+        self,
+        model_fn: ModelFn,
+        x: torch.Tensor,
+        prediction_type: str,
+        generator: GeneratorLike,
+        callback: StepCallback | None,
     ) -> torch.Tensor:
         ab_t, _ = self.alpha_bars()
         reverse = self.reverse_process()
@@ -55,8 +60,10 @@ class DDPMSampler(Sampler):
             mean, log_var, _ = reverse.p_mean_log_variance(
                 x0, x, step, "x0", self.variance_type, extra if learned else None, log_variance_dtype=torch.float64
             )
-            if i == last:
+            if i == last:  # no noise at the last step
                 x = mean
-                continue
-            x = mean + (0.5 * log_var).exp().to(x.dtype) * randn_like(x, generator)
+            else:
+                x = mean + (0.5 * log_var).exp().to(x.dtype) * randn_like(x, generator)
+            if callback is not None:
+                callback(i + 1, int(t), x, x0)
         return x

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import torch
 
-from difflab.samplers.base import GeneratorLike, ModelFn, Sampler
+from difflab.samplers.base import GeneratorLike, ModelFn, Sampler, StepCallback
 
 FINAL_SIGMAS_TYPES = ("zero", "sigma_min")
 
@@ -73,7 +73,12 @@ class DPMSolverPP2MSampler(Sampler):
         return ab, ab_next
 
     def _sample(
-        self, model_fn: ModelFn, x: torch.Tensor, prediction_type: str, generator: GeneratorLike
+        self,
+        model_fn: ModelFn,
+        x: torch.Tensor,
+        prediction_type: str,
+        generator: GeneratorLike,
+        callback: StepCallback | None,
     ) -> torch.Tensor:
         ab_t, ab_next = self.alpha_bars()
         n = len(self.timesteps)
@@ -85,16 +90,18 @@ class DPMSolverPP2MSampler(Sampler):
                 # sigma_next = 0: the first-order step (sigma_next / sigma) x + alpha_next (1 - exp(-h)) x0 with
                 # h = inf is exactly x0.
                 x = x0
-                continue
-            alpha_s, sigma_s = ab_t[i].sqrt(), (1.0 - ab_t[i]).sqrt()
-            alpha_n, sigma_n = ab_next[i].sqrt(), (1.0 - ab_next[i]).sqrt()
-            h = (alpha_n.log() - sigma_n.log()) - (alpha_s.log() - sigma_s.log())
-            first_order = x0_prev is None or (self.lower_order_final and n < 15 and i == n - 1)
-            if first_order:
-                d = x0
             else:
-                r = h_prev / h
-                d = (1.0 + 0.5 / r).to(x.dtype) * x0 - (0.5 / r).to(x.dtype) * x0_prev
-            x = (sigma_n / sigma_s).to(x.dtype) * x - (alpha_n * torch.expm1(-h)).to(x.dtype) * d
-            x0_prev, h_prev = x0, h
+                alpha_s, sigma_s = ab_t[i].sqrt(), (1.0 - ab_t[i]).sqrt()
+                alpha_n, sigma_n = ab_next[i].sqrt(), (1.0 - ab_next[i]).sqrt()
+                h = (alpha_n.log() - sigma_n.log()) - (alpha_s.log() - sigma_s.log())
+                first_order = x0_prev is None or (self.lower_order_final and n < 15 and i == n - 1)
+                if first_order:
+                    d = x0
+                else:
+                    r = h_prev / h
+                    d = (1.0 + 0.5 / r).to(x.dtype) * x0 - (0.5 / r).to(x.dtype) * x0_prev
+                x = (sigma_n / sigma_s).to(x.dtype) * x - (alpha_n * torch.expm1(-h)).to(x.dtype) * d
+                x0_prev, h_prev = x0, h
+            if callback is not None:
+                callback(i + 1, int(t), x, x0)
         return x

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from difflab.diffusion.schedules import NoiseSchedule
-from difflab.samplers.base import GeneratorLike, ModelFn, Sampler, randn_like
+from difflab.samplers.base import GeneratorLike, ModelFn, Sampler, StepCallback, randn_like
 from difflab.utils.checks import check_int, check_number
 
 __all__ = [
@@ -129,20 +129,32 @@ class KarrasSampler(Sampler):
         """float64 noise levels of the solver: sigma of each model timestep, then 0."""
         return np.append(self._sigma_table[self.timesteps], 0.0)
 
-    def _denoise(self, model_fn: ModelFn, x: torch.Tensor, t: int, prediction_type: str) -> torch.Tensor:
-        """(x - D(x; sigma_t)) / sigma_t for x in the variance-exploding scale; one model evaluation."""
+    def _model_scale(self, t: int) -> float:
+        """sqrt(abar_t): x_t = sqrt(abar_t) x for x in the variance-exploding scale at timestep t's noise level."""
+        return math.sqrt(self.schedule.alphas_cumprod[int(t)].item())
+
+    def _denoise(
+        self, model_fn: ModelFn, x: torch.Tensor, t: int, prediction_type: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """((x - D(x; sigma_t)) / sigma_t, D(x; sigma_t)) for x in the variance-exploding scale; one model
+        evaluation."""
         ab = self.schedule.alphas_cumprod[int(t)]
-        x0, _ = self.predict_x0_eps(model_fn, x * math.sqrt(ab.item()), t, ab, prediction_type)
-        return (x - x0) / float(self._sigma_table[int(t)])
+        x0, _ = self.predict_x0_eps(model_fn, x * self._model_scale(t), t, ab, prediction_type)
+        return (x - x0) / float(self._sigma_table[int(t)]), x0
 
     def _sample(
-        self, model_fn: ModelFn, x: torch.Tensor, prediction_type: str, generator: GeneratorLike
+        self,
+        model_fn: ModelFn,
+        x: torch.Tensor,
+        prediction_type: str,
+        generator: GeneratorLike,
+        callback: StepCallback | None,
     ) -> torch.Tensor:
         ts = self.timesteps
         sig = self.sigmas
         n = len(ts)
         gamma = min(self.s_churn / n, math.sqrt(2.0) - 1.0)
-        x = x / math.sqrt(self.schedule.alphas_cumprod[int(ts[0])].item())
+        x = x / self._model_scale(ts[0])
         for i in range(n):
             t_hat, s_hat = int(ts[i]), float(sig[i])
             if gamma > 0 and self.s_tmin <= sig[i] <= self.s_tmax:
@@ -150,13 +162,15 @@ class KarrasSampler(Sampler):
                 s_hat = float(self._sigma_table[t_hat])
                 if t_hat != int(ts[i]):
                     x = x + math.sqrt(s_hat**2 - float(sig[i]) ** 2) * self.s_noise * randn_like(x, generator)
-            d = self._denoise(model_fn, x, t_hat, prediction_type)
+            d, x0 = self._denoise(model_fn, x, t_hat, prediction_type)
             dt = float(sig[i + 1]) - s_hat
             x_next = x + dt * d
             if self.second_order and sig[i + 1] > 0:
-                d_next = self._denoise(model_fn, x_next, int(ts[i + 1]), prediction_type)
+                d_next, _ = self._denoise(model_fn, x_next, int(ts[i + 1]), prediction_type)
                 x_next = x + dt * 0.5 * (d + d_next)
             x = x_next
+            if callback is not None:  # on the model's scale; after the last step (sigma = 0) x itself
+                callback(i + 1, int(ts[i]), x * self._model_scale(ts[i + 1]) if sig[i + 1] > 0 else x, x0)
         return x
 
 

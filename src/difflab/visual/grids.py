@@ -1,0 +1,38 @@
+"""Saving figures, and sample grids shown side by side under their titles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
+import torch  # noqa: E402
+
+from difflab.utils.images import samples_to_image  # noqa: E402
+
+__all__ = ["save_figure", "side_by_side_figure"]
+
+
+def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG (parent directories created) and close it; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def side_by_side_figure(batches: dict[str, torch.Tensor], title: str | None = None) -> plt.Figure:
+    """One panel per entry: the title and a grid (images) or scatter (2-D points) of its samples."""
+    if not batches:
+        raise ValueError("side_by_side_figure needs at least one batch of samples")
+    fig, axes = plt.subplots(1, len(batches), figsize=(3.2 * len(batches), 3.5), squeeze=False)
+    for ax, (name, samples) in zip(axes[0], batches.items()):
+        ax.imshow(samples_to_image(samples), interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
