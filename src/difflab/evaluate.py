@@ -19,22 +19,23 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from difflab.builders import build_datamodule, build_sampler, instantiate_all, to_container
 from difflab.checkpoints import load_checkpoint, module_from_checkpoint
-from difflab.configs import CONFIG_DIR, task_overrides
+from difflab.configs import CONFIG_DIR, refuse_other_presets, task_overrides
 from difflab.errors import ConfigError, reported_as_config_error, root_message, user_errors
 from difflab.loggers import close_loggers
 from difflab.sample import resolve_device
 from difflab.scoring import SampleScorer
-from difflab.sweeps.overrides import in_sweep
-from difflab.sweeps.status import FAILED, FINISHED, RUNNING, write_status
+from difflab.sweeps.overrides import in_sweep, is_plumbing, override_key
+from difflab.sweeps.status import FAILED, FINISHED, RUNNING, read_status, write_status
 from difflab.utils.metric_names import short_name
 
-__all__ = ["evaluate", "evaluate_recorded", "chosen_metrics", "write_results", "main"]
+__all__ = [
+    "evaluate", "evaluate_recorded", "finished_evaluation", "chosen_metrics", "reference_column", "write_results", "main",
+]
 
 
 def _flat(prefix: str, node: Any) -> dict[str, Any]:
@@ -56,6 +57,12 @@ def write_results(rows: list[dict[str, Any]], directory: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def reference_column(splits: list[str]) -> str:
+    """The row's ``reference_split``: the split (``train``), or the JSON list of several (``["train", "val"]``, the
+    values against val being the ``*_refval`` columns)."""
+    return splits[0] if len(splits) == 1 else json.dumps(splits)
 
 
 def chosen_metrics(cfg: DictConfig, train_cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -95,8 +102,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         metric_options = OmegaConf.to_container(metrics, resolve=True)
         evaluator = SampleScorer(
             metrics=metric_options, features=OmegaConf.to_container(features, resolve=True) if features else None,
-            sampler=instantiate(sampler_cfg), sampler_name=sampler_cfg.name, sampler_steps=sampler_cfg.steps,
-            reference=OmegaConf.to_container(cfg.reference, resolve=True),
+            sampler=OmegaConf.to_container(sampler_cfg, resolve=True),
+            reference=OmegaConf.to_container(cfg.reference, resolve=True), config_key="reference",
             dataset=OmegaConf.to_container(train_cfg.dataset, resolve=True),
             seed=cfg.seed, batch_size=cfg.batch_size, use_ema=cfg.use_ema, class_label=cfg.class_label,
             guidance_scale=cfg.guidance_scale,
@@ -109,7 +116,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     row: dict[str, Any] = {
         "ckpt_path": str(cfg.ckpt_path), "step": int(checkpoint.get("global_step", -1)),
         "dataset": train_cfg.dataset.get("name"), "features": (features or {}).get("name") if features else None,
-        "reference_split": cfg.reference.split, "seed": cfg.seed, "use_ema": cfg.use_ema,
+        "reference_split": reference_column(evaluator.splits), "seed": cfg.seed, "use_ema": cfg.use_ema,
         "class_label": cfg.class_label, "guidance_scale": cfg.guidance_scale,
         **_flat("sampler", OmegaConf.to_container(sampler_cfg, resolve=True)),
         **{f"{m}.num_samples": o.get("num_samples") for m, o in metric_options.items() if "num_samples" in o},
@@ -125,9 +132,37 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return row
 
 
+def finished_evaluation(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
+    """``resume=auto`` in a directory that holds this very evaluation finished (same overrides, Hydra's and the
+    loggers' aside): its result row, so the job is skipped; None otherwise. A sweep job whose directory holds another
+    evaluation (the sweep's axes changed) is refused."""
+    if cfg.get("resume") != "auto":
+        return None
+    record = read_status(output_dir)
+    if record is None:
+        return None
+    wanted = [o for o in task_overrides() if not is_plumbing(override_key(o))]
+    recorded = [o for o in record.get("overrides") or [] if not is_plumbing(override_key(o))]
+    if recorded != wanted:
+        if in_sweep():
+            raise ConfigError(f"{output_dir} holds an evaluation of other overrides {recorded}, not {wanted}; re-run "
+                              "the same command (same sweep axes, in the same order) or give the sweep a new "
+                              "hydra.sweep.dir")
+        return None
+    results = output_dir / "results.json"
+    if record.get("status") != FINISHED or not results.is_file():
+        return None
+    return json.loads(results.read_text())[0]
+
+
 def evaluate_recorded(cfg: DictConfig) -> dict[str, Any]:
-    """:func:`evaluate` with the job's fate kept in ``<run dir>/status.json`` (read by difflab-report)."""
+    """:func:`evaluate` with the job's fate kept in ``<run dir>/status.json`` (read by difflab-report); with
+    ``resume=auto`` a job already finished in its directory is skipped (its row kept, not appended again)."""
     out = Path(cfg.paths.output_dir)
+    done = finished_evaluation(cfg, out)
+    if done is not None:
+        print(f"difflab-evaluate: {out} holds this evaluation finished: skipped, its results kept (resume=auto)")
+        return done
     write_status(out, RUNNING, task=cfg.task_name, overrides=task_overrides(), metrics={})
     try:
         row = evaluate(cfg)
@@ -175,6 +210,7 @@ def log_result(loggers: list[Logger], row: dict[str, Any], values: dict[str, flo
 def main(cfg: DictConfig) -> float | None:
     """Console entry point ``difflab-evaluate``; returns the first metric's value (for sweepers)."""
     with user_errors("difflab-evaluate"):
+        refuse_other_presets(cfg, "evaluate")
         row = evaluate_recorded(cfg)
     names = json.loads(row["metric_names"])  # the row's columns carry the short names
     return row[short_name(names[0])] if names else None

@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from difflab.metrics.naming import extractor_label, metric_name
+from difflab.metrics.naming import DEFAULT_REFERENCE_SPLIT, extractor_label, metric_name, reference_splits
 from difflab.utils.metric_names import higher_is_better
 
 __all__ = ["MONITOR_PREFERENCE", "Monitor", "best_checkpoint", "monitored_metric", "monitor_for"]
@@ -49,14 +49,15 @@ def monitor_for(
     metrics: Mapping[str, Any] | None, features: Mapping[str, Any] | None, evaluation: Mapping[str, Any]
 ) -> Monitor | None:
     """The monitor of ``best.ckpt`` for these ``metrics``, ``features`` and ``evaluation`` config nodes, e.g.
-    ``Monitor("val/fid_digits-lenet_n1000_dpmpp2m20", "min")``; None when nothing is scored or monitored."""
+    ``Monitor("val/fid_digits-lenet_n1000_dpmpp2m20", "min")``; None when nothing is scored or monitored. With
+    several reference splits (``evaluation.reference.split=[val,train]``) it is the value against the first."""
     metrics, features, evaluation = _plain(metrics) or {}, _plain(features), _plain(evaluation)
     metric = monitored_metric(evaluation.get("monitor_metric"), metrics)
     if metric is None:
         return None
     extractor = None if metric == "two_d" or not features else extractor_label(features["name"])
-    sampler = evaluation["sampler"]
-    name = metric_name(metric, extractor, metrics[metric]["num_samples"], sampler["name"], sampler["steps"])
+    split = reference_splits((evaluation.get("reference") or {}).get("split", DEFAULT_REFERENCE_SPLIT))[0]
+    name = metric_name(metric, extractor, metrics[metric]["num_samples"], evaluation["sampler"], reference_split=split)
     return Monitor(name, "max" if higher_is_better(metric) else "min")
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_info
 
@@ -44,7 +43,8 @@ class PeriodicScoring(pl.Callback):
     """Every ``evaluation.every_n_steps`` steps (and at the end): sample from the EMA weights, log the metrics.
 
     Samples are split over ranks by per-sample seeds; every rank updates and computes, so the value is the
-    same as in one process with the same seed. Logged as ``val/fid_<extractor>_n<N>_<sampler><steps>`` etc.
+    same as in one process with the same seed. Logged as ``val/fid_<extractor>_n<N>_<sampler label>`` etc.
+    (:mod:`difflab.metrics.naming`), once per reference split of ``evaluation.reference.split``.
     The wall time spent is kept in ``seconds`` and written with every value to ``<run dir>/evaluation.json`` at the end.
     """
 
@@ -62,9 +62,8 @@ class PeriodicScoring(pl.Callback):
             raise ValueError(f"evaluation.every_n_steps={self.every_n_steps!r} must be >= 1")
         sampler_cfg = evaluation["sampler"]
         self.evaluator = SampleScorer(
-            metrics=metrics, features=_plain(features), sampler=instantiate(sampler_cfg),
-            sampler_name=sampler_cfg["name"],
-            sampler_steps=sampler_cfg["steps"], reference=evaluation["reference"], dataset=_plain(dataset),
+            metrics=metrics, features=_plain(features), sampler=sampler_cfg,
+            reference=evaluation["reference"], dataset=_plain(dataset),
             seed=int(evaluation["seed"]), batch_size=evaluation["batch_size"], use_ema=bool(evaluation["use_ema"]),
             class_label=evaluation["class_label"], guidance_scale=float(evaluation["guidance_scale"]),
         )

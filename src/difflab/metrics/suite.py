@@ -5,7 +5,8 @@ Features are extracted once per batch and fed to every metric. FID, KID and IS a
 cached :class:`ReferenceStatistics`: FID's sums are loaded on rank 0 only (torchmetrics sums them over
 ranks), KID's real features are split into contiguous shards (it concatenates them in rank order). Under DDP every
 rank updates with its own share of the samples and every rank calls ``compute`` (no rank-zero-only deadlock); all
-get the same values.
+get the same values. With several references (train and val splits) the metrics that compare with one get a state
+per split, all fed the same features.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,6 +25,7 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchmetrics.utilities import dim_zero_cat
 
+from difflab.metrics.naming import REFERENCE_METRICS
 from difflab.metrics.precision_recall import precision_recall
 from difflab.metrics.reference import ReferenceStatistics
 from difflab.metrics.two_d import wasserstein2
@@ -98,37 +101,62 @@ def check_two_d_count(num_samples: int, held_out: int) -> None:
                          f"({held_out}): W2 is computed between equal-size sets")
 
 
+@dataclass
+class _Entry:
+    """One computed state: its metric, logged name, torchmetrics state and the reference it compares with."""
+
+    metric: str
+    name: str
+    state: Metric
+    reference: ReferenceStatistics | None
+
+
 class MetricSuite:
     """Builds the configured metrics; ``update(x, indices)`` takes generated images, ``compute()`` the values.
 
     ``config`` maps a metric name (one of :data:`SAMPLE_METRICS`) to its options (``num_samples`` and
     metric-specific ones); ``names`` maps it to the name it is logged under. Metric m sees the samples whose
     global index is below its ``num_samples``.
+
+    Several references: ``reference`` may map split -> statistics (e.g. ``{"train": ..., "val": ...}``); then each
+    metric that compares with a reference (:data:`REFERENCE_METRICS`) has one state per split, all fed the same
+    features, and its ``names`` entry maps each split to its logged name.
     """
 
     def __init__(
         self,
         config: Mapping[str, Mapping[str, Any]],
-        names: Mapping[str, str],
+        names: Mapping[str, str | Mapping[str, str]],
         extractor: nn.Module | None,
-        reference: ReferenceStatistics | None,
+        reference: ReferenceStatistics | Mapping[str, ReferenceStatistics] | None,
         reference_points: torch.Tensor | None = None,
         rank: int = 0,
         world_size: int = 1,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.config, self.names, self.extractor, self.device = dict(config), dict(names), extractor, device
+        self.config, self.extractor, self.device = dict(config), extractor, device
         self.num_samples = sample_metric_counts(self.config)
-        self.metrics: dict[str, Metric] = {}
         needs_features = [m for m in self.config if m in IMAGE_METRICS]
-        if needs_features and (extractor is None or reference is None):
+        if needs_features and (extractor is None or not reference):
             raise ValueError(
                 f"metrics {needs_features} need a feature extractor (features=...) and reference statistics")
+        references = reference if isinstance(reference, Mapping) else None
+        self.entries: list[_Entry] = []
         for metric, options in self.config.items():
-            self.metrics[metric] = self._build(
-                metric, options, reference, reference_points, rank, world_size).to(device)
-        if reference is not None:
-            self._warn_small(reference.features.shape[1])
+            if metric in REFERENCE_METRICS and references is not None:
+                split_names = names[metric]
+                if not isinstance(split_names, Mapping) or set(split_names) != set(references):
+                    raise ValueError(f"names[{metric!r}]={split_names!r} must map each reference split "
+                                     f"{list(references)} to a logged name")
+                todo = [(split_names[split], stats) for split, stats in references.items()]
+            else:
+                todo = [(names[metric], reference if references is None else None)]
+            for name, stats in todo:
+                state = self._build(metric, options, stats, reference_points, rank, world_size).to(device)
+                self.entries.append(_Entry(metric, str(name), state, stats))
+        if reference:
+            first = reference if references is None else next(iter(references.values()))
+            self._warn_small(first.features.shape[1])
 
     def _warn_small(self, dim: int) -> None:
         for metric in ("fid", "kid", "precision_recall"):
@@ -173,8 +201,6 @@ class MetricSuite:
         if metric == "inception_score":
             return InceptionScore(feature=FeatureInput(1), splits=int(options.get("splits", 10)))
         if metric == "precision_recall":
-            self.pr_k = int(options.get("k", 3))
-            self.reference_features = reference.features
             return PointSet()
         if points is None:
             raise ValueError("metrics.two_d needs held-out points of 2-D data (dataset=moons)")
@@ -194,11 +220,13 @@ class MetricSuite:
         """Feed generated samples ``x`` (images in [-1, 1]) whose global sample indices are ``indices``.
 
         With ``features=True`` ``x`` already holds the extractor's features (the inception score needs images).
+        Features and class scores are computed once per batch, whatever the number of metrics and references.
         """
         x = x.to(self.device) if features else x.to(self.device).clamp(-1, 1)
         feats = x.float() if features else None
         logits = None
-        for metric, state in self.metrics.items():
+        for entry in self.entries:
+            metric, state = entry.metric, entry.state
             keep = indices.to(x.device) < self.num_samples[metric]
             if not bool(keep.any()):
                 continue
@@ -216,12 +244,18 @@ class MetricSuite:
                 else:
                     state.update(feats[keep])
 
-    def compute(self) -> dict[str, float]:
-        """Every metric's value(s) by logged name; all ranks must call it."""
+    def compute(self, seed: int | None = None) -> dict[str, float]:
+        """Every metric's value(s) by logged name; all ranks must call it.
+
+        With ``seed``, the global torch RNG is seeded with it before each value is computed (KID's random subsets,
+        the inception score's split permutation), so a value depends neither on which other metrics nor on which
+        other references are computed beside it."""
         out: dict[str, float] = {}
-        for metric, state in self.metrics.items():
+        for entry in self.entries:
+            metric, state, name = entry.metric, entry.state, entry.name
             _one_chunk_per_rank(state)
-            name = self.names[metric]
+            if seed is not None:
+                torch.manual_seed(seed)
             if metric in ("fid",):
                 out[name] = float(state.compute())
             elif metric == "kid":
@@ -231,8 +265,8 @@ class MetricSuite:
                 mean, std = state.compute()
                 out[name], out[f"{name}_std"] = float(mean), float(std)
             elif metric == "precision_recall":
-                precision, recall = precision_recall(self.reference_features.to(self.device), state.compute(),
-                                                     k=self.pr_k)
+                k = int(self.config[metric].get("k", 3))
+                precision, recall = precision_recall(entry.reference.features.to(self.device), state.compute(), k=k)
                 out[name.replace("precision_recall", "precision")] = precision
                 out[name.replace("precision_recall", "recall")] = recall
             else:
@@ -243,5 +277,5 @@ class MetricSuite:
 
     def reset(self) -> None:
         """Forget the generated samples (the reference stays)."""
-        for state in self.metrics.values():
-            state.reset()
+        for entry in self.entries:
+            entry.state.reset()

@@ -9,6 +9,7 @@ heun      Karras et al. 2022, Heun (Alg. 1 / Alg. 2)
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from difflab.diffusion.schedules import NoiseSchedule
@@ -38,6 +39,7 @@ __all__ = [
     "dynamic_threshold",
     "make_sampler",
     "randn_like",
+    "sampler_defaults",
     "select_timesteps",
 ]
 
@@ -56,3 +58,21 @@ def make_sampler(name: str, schedule: NoiseSchedule, **kwargs: Any) -> Sampler:
             bad = str(err).split("unexpected keyword argument")[-1].strip().strip("'\"")
             raise ValueError(f"sampler option {bad!r} is not known for sampler.name={name!r}") from None
         raise
+
+
+def sampler_defaults(name: str) -> dict[str, Any]:
+    """Every option of sampler ``name`` (besides ``schedule``) with its constructor default, read from the class and
+    its bases (the most derived default wins), e.g. ``{"steps": 50, "eta": 0.0, "timestep_spacing": "leading", ...}``
+    for ``ddim``. An option without a default maps to ``inspect.Parameter.empty``."""
+    if name not in SAMPLERS:
+        raise ValueError(f"sampler.name={name!r} is not known; choose one of {sorted(SAMPLERS)}")
+    defaults: dict[str, Any] = {}
+    for cls in SAMPLERS[name].__mro__:
+        if "__init__" not in vars(cls) or not issubclass(cls, Sampler):
+            continue
+        for parameter in list(inspect.signature(cls.__init__).parameters.values())[1:]:  # [0] is self
+            if parameter.name == "schedule" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            if defaults.get(parameter.name, inspect.Parameter.empty) is inspect.Parameter.empty:
+                defaults[parameter.name] = parameter.default
+    return defaults

@@ -28,7 +28,13 @@ from pytorch_lightning.utilities import rank_zero_only
 from difflab.callbacks.best_checkpoint import monitor_for
 from difflab.callbacks.periodic_scoring import best_values
 from difflab.errors import ConfigError, TrainingStopped
-from difflab.metrics.naming import extractor_label, metric_name
+from difflab.metrics.naming import (
+    DEFAULT_REFERENCE_SPLIT,
+    REFERENCE_METRICS,
+    extractor_label,
+    metric_name,
+    reference_splits,
+)
 from difflab.sweeps.overrides import in_sweep
 from difflab.utils.metric_names import higher_is_better
 
@@ -47,22 +53,25 @@ def _plain(node: Any) -> Any:
 
 def scored_names(metrics: Mapping[str, Any] | None, features: Mapping[str, Any] | None,
                  evaluation: Mapping[str, Any]) -> list[str]:
-    """The names every scoring of a training run logs its main values under (the evaluation sampler's), e.g.
-    ``["val/fid_digits-lenet_n1000_dpmpp2m20", "val/precision_...", "val/recall_..."]``. The likelihood bound's
-    name holds the number of points scored, known only from the data: ``val/nll_bpd_n<N>_stride<stride>``."""
-    metrics, features, sampler = _plain(metrics) or {}, _plain(features), _plain(evaluation)["sampler"]
+    """The names every scoring of a training run logs its main values under (the evaluation sampler's, against each
+    reference split), e.g. ``["val/fid_digits-lenet_n1000_dpmpp2m20", "val/precision_...", "val/recall_..."]``. The
+    likelihood bound's name holds the number of points scored, known only from the data:
+    ``val/nll_bpd_n<N>_stride<stride>``."""
+    metrics, features, evaluation = _plain(metrics) or {}, _plain(features), _plain(evaluation)
     extractor = extractor_label(features["name"]) if features else None
+    splits = reference_splits((evaluation.get("reference") or {}).get("split", DEFAULT_REFERENCE_SPLIT))
     names = []
     for metric, options in metrics.items():
         if metric == "nll":
             names.append(f"val/nll_bpd_n<N>_stride{int((options or {}).get('stride', 10))}")
             continue
-        name = metric_name(metric, None if metric == "two_d" else extractor, options["num_samples"], sampler["name"],
-                           sampler["steps"])
-        if metric == "precision_recall":
-            names += [name.replace("precision_recall", "precision"), name.replace("precision_recall", "recall")]
-        else:
-            names.append(name)
+        for split in splits if metric in REFERENCE_METRICS else [DEFAULT_REFERENCE_SPLIT]:
+            name = metric_name(metric, None if metric == "two_d" else extractor, options["num_samples"],
+                               evaluation["sampler"], reference_split=split)
+            if metric == "precision_recall":
+                names += [name.replace("precision_recall", "precision"), name.replace("precision_recall", "recall")]
+            else:
+                names.append(name)
     return names
 
 

@@ -24,12 +24,18 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
-def side_by_side_figure(batches: dict[str, torch.Tensor], title: str | None = None) -> plt.Figure:
-    """One panel per entry: the title and a grid (images) or scatter (2-D points) of its samples."""
+def side_by_side_figure(batches: dict[str, torch.Tensor], title: str | None = None,
+                        columns: int | None = None) -> plt.Figure:
+    """One panel per entry, ``columns`` a row (default: all in one row): the title and a grid (images) or scatter
+    (2-D points) of its samples."""
     if not batches:
         raise ValueError("side_by_side_figure needs at least one batch of samples")
-    fig, axes = plt.subplots(1, len(batches), figsize=(3.2 * len(batches), 3.5), squeeze=False)
-    for ax, (name, samples) in zip(axes[0], batches.items()):
+    columns = columns or len(batches)
+    rows = -(-len(batches) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.5 * rows), squeeze=False)
+    for ax in axes.flat[len(batches):]:
+        ax.axis("off")
+    for ax, (name, samples) in zip(axes.flat, batches.items()):
         ax.imshow(samples_to_image(samples), interpolation="nearest")
         ax.set_title(name, fontsize=9)
         ax.axis("off")
