@@ -34,7 +34,8 @@ from difflab.sweeps.status import FAILED, FINISHED, RUNNING, read_status, write_
 from difflab.utils.metric_names import short_name
 
 __all__ = [
-    "evaluate", "evaluate_recorded", "finished_evaluation", "chosen_metrics", "reference_column", "write_results", "main",
+    "evaluate", "evaluate_recorded", "finished_evaluation", "chosen_metrics", "reference_column", "write_results",
+    "main",
 ]
 
 
