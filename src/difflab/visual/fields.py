@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
-import torch  # noqa: E402
-
-from difflab.diffusion.parameterization import to_x0_eps  # noqa: E402
-from difflab.diffusion.process import GaussianDiffusion  # noqa: E402
-from difflab.diffusion.schedules import NoiseSchedule  # noqa: E402
+from difflab.diffusion.parameterization import to_x0_eps
+from difflab.diffusion.process import GaussianDiffusion
+from difflab.diffusion.schedules import NoiseSchedule
 
 __all__ = ["reverse_field", "reverse_field_figure"]
 

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
-import torch  # noqa: E402
-
-from difflab.diffusion.process import GaussianDiffusion  # noqa: E402
-from difflab.diffusion.schedules import NoiseSchedule  # noqa: E402
-from difflab.utils.images import image_grid  # noqa: E402
+from difflab.diffusion.process import GaussianDiffusion
+from difflab.diffusion.schedules import NoiseSchedule
+from difflab.utils.images import image_grid
 
 __all__ = ["noised_at", "forward_process_figure"]
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
-import torch  # noqa: E402
-
-from difflab.utils.images import samples_to_image  # noqa: E402
+from difflab.utils.images import samples_to_image
 
 __all__ = ["save_figure", "side_by_side_figure"]
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
-import numpy as np  # noqa: E402
-
-from difflab.diffusion.schedules import NoiseSchedule  # noqa: E402
+from difflab.diffusion.schedules import NoiseSchedule
 
 __all__ = ["SCHEDULE_QUANTITIES", "schedule_curves", "schedule_figure"]
 
