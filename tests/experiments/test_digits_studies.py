@@ -12,6 +12,10 @@ import sys
 import pytest
 from conftest import REPO_ROOT, run_cli
 
+# about 100 s of one worker: behind -m slow (the two-moons study's test, in the default run, covers the sweep ->
+# collected runs -> paired report -> figures pipeline; tests/integration/test_evaluation_names.py the evaluation sweeps)
+pytestmark = pytest.mark.slow
+
 TINY_TRAIN = ["seed=0,1,2", "schedule=linear,cosine", "dataset.batch_size=16", "backbone.base_channels=16",
               "backbone.num_groups=8", "backbone.num_res_blocks=1", "trainer.max_steps=2",
               "trainer.val_check_interval=2", "metrics=[]", "callbacks.rich_progress_bar=null",
