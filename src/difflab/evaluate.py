@@ -134,16 +134,24 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def finished_evaluation(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
-    """``resume=auto`` in a directory that holds this very evaluation finished (same overrides, Hydra's and the
-    loggers' aside): its result row, so the job is skipped; None otherwise. A sweep job whose directory holds another
-    evaluation (the sweep's axes changed) is refused."""
-    if cfg.get("resume") != "auto":
-        return None
+    """``resume=auto`` in a directory that holds this very evaluation finished (the same overrides in any order,
+    Hydra's and the loggers' aside; the checkpoint is known by its path): its result row, so the job is skipped; None
+    otherwise. Refused: another ``resume`` value; a sweep job whose directory holds another evaluation (the sweep's
+    axes changed); without ``resume=auto``, a sweep job whose directory holds a finished evaluation (a re-run of a
+    fixed ``hydra.sweep.dir`` would overwrite it and add its row to the sweep's results again)."""
+    resume = cfg.get("resume")
+    if resume not in (None, False, "auto"):
+        raise ConfigError(f"resume={resume!r} is not accepted; use auto (skip the jobs already finished) or null")
     record = read_status(output_dir)
     if record is None:
         return None
-    wanted = [o for o in task_overrides() if not is_plumbing(override_key(o))]
-    recorded = [o for o in record.get("overrides") or [] if not is_plumbing(override_key(o))]
+    if resume != "auto":
+        if in_sweep() and record.get("status") == FINISHED:
+            raise ConfigError(f"{output_dir} holds a finished evaluation; add resume=auto to skip it (and run only "
+                              "what is missing), or give the sweep a new hydra.sweep.dir")
+        return None
+    wanted = sorted(o for o in task_overrides() if not is_plumbing(override_key(o)))
+    recorded = sorted(o for o in record.get("overrides") or [] if not is_plumbing(override_key(o)))
     if recorded != wanted:
         if in_sweep():
             raise ConfigError(f"{output_dir} holds an evaluation of other overrides {recorded}, not {wanted}; re-run "

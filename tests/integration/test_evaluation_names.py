@@ -70,7 +70,12 @@ def test_a_sweep_over_ddim_eta_logs_one_name_per_setting_and_resumes(checkpoint,
     refused = run_cli("evaluate", "--multirun", f"ckpt_path={checkpoint}", *axes, "sampler.eta=1,0", "resume=auto",
                       f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert refused.returncode == 2 and "holds an evaluation of other overrides" in refused.stderr
+    # the same command without resume=auto would overwrite the finished jobs and add their rows again: refused
+    fresh = run_cli("evaluate", "--multirun", f"ckpt_path={checkpoint}", *axes, "sampler.eta=0,1",
+                    f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert fresh.returncode == 2 and "holds a finished evaluation; add resume=auto" in fresh.stderr
     assert [f.stat().st_mtime_ns for f in job_files] == stamps
+    assert json.loads((tmp_path / "sweep" / "results.json").read_text()) == rows
 
 
 def test_one_set_of_samples_scored_against_train_and_val_equals_two_separate_runs(checkpoint, tmp_path):

@@ -57,6 +57,11 @@ class SampleGrid(pl.Callback):
                 guidance_scale=self.guidance_scale, use_ema=self.use_ema,
             )
         pl_module.train(was_training)
+        # 2-D points are drawn where the metrics see them (the moons' box space, whatever dataset.scaling), so a
+        # standardised run's grid is not clipped at the plot's [-1.25, 1.25] box
+        to_metric_space = getattr(trainer.datamodule, "to_metric_space", None) if trainer.datamodule else None
+        if to_metric_space is not None:
+            samples = to_metric_space(samples.cpu())
         self.last_path = save_samples_image(samples, self.dirpath / f"{name}.png")
         log_image(trainer.loggers, "samples/grid", samples_to_image(samples), trainer.global_step)
 

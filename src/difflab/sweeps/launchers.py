@@ -184,7 +184,8 @@ class SweepSetup(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """In the launching process, before the sweep directory or any job exists: refuse a sweep that cannot run
         (one line on stderr, exit status 2), then prepare the sweeper's study storage."""
-        reason = (preset_refusal(config, str(config.hydra.job.name)) or sweeper_refusal(config) or refusal(config)
+        entry = str(config.get("task_name", "train"))  # train | evaluate: the command this sweep runs
+        reason = (preset_refusal(config, entry) or sweeper_refusal(config) or refusal(config)
                   or objective_refusal(config))
         if reason is not None:
             print(f"difflab-{config.get('task_name', 'train')}: error: {reason}", file=sys.stderr, flush=True)
