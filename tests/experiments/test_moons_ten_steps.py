@@ -59,3 +59,17 @@ def test_the_study_runs_end_to_end_at_tiny_settings(tmp_path):
     figures = _load(STUDY / "figures.py", "moons_figures")
     written = figures.draw(sweep, tmp_path / "figures")
     assert sorted(p.name for p in written) == ["field_linear.png", "field_polynomial.png", "schedules.png"]
+
+
+def test_the_committed_tables_regenerate_from_the_committed_runs(tmp_path):
+    """results.csv and paired.csv of experiments/moons_ten_steps come from its runs/ alone (no checkpoints)."""
+    import shutil
+
+    shutil.copytree(STUDY / "runs", tmp_path / "runs")
+    done = run_cli("report", f"sweeps={tmp_path / 'runs' / 'train'}", "select=[val/two_d*]", "paired_by=seed",
+                   "name=results", f"out_dir={tmp_path}", "figures=false", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("results.csv", "paired.csv"):
+        assert (tmp_path / name).read_text() == (STUDY / name).read_text(), name
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert len(rows) == 60 and {r["status"] for r in rows} == {"finished"}
