@@ -5,12 +5,11 @@ the tables and figures, and the lesson's figure script draws from two of the che
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 
 import pytest
 from conftest import REPO_ROOT, run_cli
+from study_scripts import load_script
 
 # about 100 s of one worker: behind -m slow (the two-moons study's test, in the default run, covers the sweep ->
 # collected runs -> paired report -> figures pipeline; tests/integration/test_evaluation_names.py the evaluation sweeps)
@@ -31,13 +30,6 @@ def root(tmp_path_factory):
     assert done.returncode == 0, done.stderr[-3000:]
     return root
 
-
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_noise_schedules_trains_its_arms_and_reports_them_paired(root):
@@ -81,7 +73,7 @@ def test_ddim_table1_scores_the_linear_checkpoints_against_both_splits(root):
 
 
 def test_the_lesson_figures_draw_from_two_checkpoints(root, tmp_path):
-    lesson = _load(REPO_ROOT / "experiments" / "lesson_exercises" / "figures.py", "lesson_figures")
+    lesson = load_script(REPO_ROOT / "experiments" / "lesson_exercises" / "figures.py", "lesson_figures")
     sweep = root / "outputs" / "train" / "sweeps" / "noise_schedules"
     linear, cosine = (lesson.load(sweep / k / "checkpoints" / "last.ckpt") for k in ("0", "3"))
     written = [lesson.forward_process(tmp_path, num_digits=2), *lesson.ddpm_vs_ddim(linear, tmp_path, n=4, follow=2),

@@ -4,11 +4,10 @@ with its paired comparisons, and the study's own figures."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 
 from conftest import REPO_ROOT, run_cli
+from study_scripts import load_script
 
 STUDY = REPO_ROOT / "experiments" / "moons_ten_steps"
 TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "evaluation.every_n_steps=3",
@@ -16,13 +15,6 @@ TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "evaluation.every
         "callbacks.sample_grid.num_samples=50", "dataset.num_samples=1000", "metrics.two_d.num_samples=100",
         "dataset.batch_size=64", "seed=0,1", "schedule=ten_steps/polynomial,ten_steps/linear"]
 
-
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_study_runs_end_to_end_at_tiny_settings(tmp_path):
@@ -37,7 +29,7 @@ def test_the_study_runs_end_to_end_at_tiny_settings(tmp_path):
     names = {name for s in statuses for name in s["metrics"] if name.startswith("val/two_d")}
     assert names == {"val/two_d_n100_ddpm10"}
 
-    collect = _load(REPO_ROOT / "experiments" / "collect_runs.py", "collect_runs")
+    collect = load_script(REPO_ROOT / "experiments" / "collect_runs.py", "collect_runs")
     copied = tmp_path / "study" / "runs" / "train"
     assert collect.collect(sweep, copied) == 8
     assert not list(copied.rglob("*.ckpt")) and (copied / "0" / "status.json").is_file()
@@ -56,7 +48,7 @@ def test_the_study_runs_end_to_end_at_tiny_settings(tmp_path):
     assert {r["n"] for r in paired} == {"2"}
     assert list(out.glob("curve_*.png"))
 
-    figures = _load(STUDY / "figures.py", "moons_figures")
+    figures = load_script(STUDY / "figures.py", "moons_figures")
     written = figures.draw(sweep, tmp_path / "figures")
     assert sorted(p.name for p in written) == ["field_linear.png", "field_polynomial.png", "schedules.png"]
 

@@ -11,6 +11,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from difflab.callbacks.cadence import is_due
 from difflab.samplers import Sampler
+from difflab.scoring import metric_space
 from difflab.utils.checks import check_int
 from difflab.utils.images import samples_to_image, save_samples_image
 from difflab.utils.logging import log_image
@@ -59,9 +60,7 @@ class SampleGrid(pl.Callback):
         pl_module.train(was_training)
         # 2-D points are drawn where the metrics see them (the moons' box space, whatever dataset.scaling), so a
         # standardised run's grid is not clipped at the plot's [-1.25, 1.25] box
-        to_metric_space = getattr(trainer.datamodule, "to_metric_space", None) if trainer.datamodule else None
-        if to_metric_space is not None:
-            samples = to_metric_space(samples.cpu())
+        samples = metric_space(trainer.datamodule, samples.cpu())
         self.last_path = save_samples_image(samples, self.dirpath / f"{name}.png")
         log_image(trainer.loggers, "samples/grid", samples_to_image(samples), trainer.global_step)
 
