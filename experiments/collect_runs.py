@@ -4,7 +4,8 @@ study's tables and figures from what is committed.
     python experiments/collect_runs.py outputs/train/sweeps/moons_ten_steps experiments/moons_ten_steps/runs/train
 
 Kept per job: .hydra/{overrides,config}.yaml, status.json, csv/metrics*.csv, evaluation.json, results.json/.csv,
-resolved_config.yaml; at the sweep's top: multirun.yaml and results.json/.csv (evaluation).
+resolved_config.yaml, trained_config.yaml (an evaluation's copy of its checkpoint's training config); at the sweep's
+top: multirun.yaml and results.json/.csv (evaluation).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import shutil
 from pathlib import Path
 
 JOB_FILES = (".hydra/overrides.yaml", ".hydra/config.yaml", "status.json", "evaluation.json", "results.json",
-             "results.csv", "resolved_config.yaml")
+             "results.csv", "resolved_config.yaml", "trained_config.yaml")
 SWEEP_FILES = ("multirun.yaml", "results.json", "results.csv")
 
 

@@ -27,6 +27,7 @@ from difflab.checkpoints import load_checkpoint, module_from_checkpoint
 from difflab.configs import CONFIG_DIR, refuse_other_presets, task_overrides
 from difflab.errors import ConfigError, reported_as_config_error, root_message, user_errors
 from difflab.loggers import close_loggers
+from difflab.reporting.origin import TRAINED_CONFIG
 from difflab.sample import resolve_device
 from difflab.scoring import SampleScorer
 from difflab.sweeps.overrides import in_sweep, is_plumbing, override_key
@@ -119,13 +120,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "dataset": train_cfg.dataset.get("name"), "features": (features or {}).get("name") if features else None,
         "reference_split": reference_column(evaluator.splits), "seed": cfg.seed, "use_ema": cfg.use_ema,
         "class_label": cfg.class_label, "guidance_scale": cfg.guidance_scale,
-        **_flat("sampler", OmegaConf.to_container(sampler_cfg, resolve=True)),
+        **_flat("sampler", OmegaConf.to_container(sampler_cfg, resolve=True)), "nfe": evaluator.nfe,
         **{f"{m}.num_samples": o.get("num_samples") for m, o in metric_options.items() if "num_samples" in o},
         **{short_name(k): v for k, v in values.items()}, "seconds": round(time.perf_counter() - start, 3),
         "metric_names": json.dumps(sorted(values)),
     }
     out = Path(cfg.paths.output_dir)
     write_results([row], out)
+    OmegaConf.save(train_cfg, out / TRAINED_CONFIG)  # the report's train.<key> without the run dir
     log_result(loggers, row, values, logged_config(cfg, sampler_cfg) if loggers else {})
     if in_sweep():
         append_to_sweep_results(row, Path(HydraConfig.get().sweep.dir))

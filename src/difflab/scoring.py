@@ -95,6 +95,7 @@ class SampleScorer:
         self.sample_metrics = {k: v for k, v in self.metrics.items() if k != "nll"}
         sample_metric_counts(self.sample_metrics)  # checked now, not at the first evaluation
         self.suite: MetricSuite | None = None
+        self.nfe: int | None = None  # model evaluations per sample of the last score() (None: nothing sampled)
 
     def build_sampler(self, schedule: Any) -> Sampler:
         """The sampler of ``self.sampler``'s settings for ``schedule``."""
@@ -177,6 +178,7 @@ class SampleScorer:
                                       guidance_scale=self.guidance_scale, use_ema=self.use_ema)
                     self.suite.update(metric_space(datamodule, x), torch.arange(first, first + count))
             module.train(was_training)
+            self.nfe = sampler.nfe
             self.timings["sampling_s"] = time.perf_counter() - start
             with torch.random.fork_rng(devices=[]):  # KID's random subsets: the same on every rank and every run
                 results.update(self.suite.compute(seed=derive_seed(self.seed, Stream.SCORING)))

@@ -8,6 +8,7 @@ from unittest import mock
 
 import pytest
 import torch
+import yaml
 from conftest import compose_config, run_cli
 
 from difflab.metrics import INCEPTION_FILE, INCEPTION_URL
@@ -99,6 +100,9 @@ def test_ddp_fid_equals_one_process_and_evaluate_sweeps_samplers(tmp_path):
     kid = [float(r[name.replace("fid", "kid")]) for r in metric_rows(run) if r.get(name.replace("fid", "kid"))]
     assert rows[0]["kid"] == pytest.approx(kid[0], rel=1e-3, abs=1e-6)  # same seeded subsets
     assert all(r["fid.num_samples"] == 60 and r["step"] == 4 and r["sampler.name"] == "dpmpp_2m" for r in rows)
+    assert [r["nfe"] for r in rows] == [3, 6]  # model evaluations per sample: one per DPM-Solver++(2M) step
+    trained = yaml.safe_load((sweep / "0" / "trained_config.yaml").read_text())  # the report's train.<key> source
+    assert trained == yaml.safe_load((run / "resolved_config.yaml").read_text())
     with open(sweep / "results.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 2
     for job in ("0", "1"):

@@ -205,9 +205,11 @@ def checkpoint_sweep(root: Path, seed: int = 3) -> dict:
                 write_job(job, overrides, {"task": "evaluate", "overrides": overrides, "step": 3000,
                                            "status": "finished"})
                 (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"cwd": str(root)}}}))
-                row = {"ckpt_path": ckpt, "step": 3000, "sampler.eta": eta, "sampler.steps": steps, "two_d": value,
-                       "metric_names": json.dumps([f"val/two_d_n1000_ddim{steps}"])}
+                row = {"ckpt_path": ckpt, "step": 3000, "sampler.eta": eta, "sampler.steps": steps, "nfe": steps,
+                       "two_d": value, "metric_names": json.dumps([f"val/two_d_n1000_ddim{steps}"])}
                 (job / "results.json").write_text(json.dumps([row]))
+                # difflab-evaluate's copy of the checkpoint's training config
+                (job / "trained_config.yaml").write_text(yaml.safe_dump({"seed": train_seed, "objective": {"x": 1}}))
                 truth[str(number)] = {"ckpt_path": ckpt, "train.seed": train_seed, "sampler.eta": eta,
                                       "sampler.steps": steps, "value": value}
                 number += 1

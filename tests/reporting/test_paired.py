@@ -253,6 +253,37 @@ def test_checkpoints_are_paired_by_training_seed_or_path_alike(checkpoints):
     assert float(row["final_p_ttest"]) == pytest.approx(stats.ttest_rel(b, a).pvalue)
 
 
+def report_rows(root, name: str) -> list[dict[str, str]]:
+    run_report(sweeps=str(root / "eval"), out_dir=str(root / name))
+    return read_rows(root / name / "report.csv")
+
+
+def test_without_the_training_runs_train_keys_come_from_the_evaluations_copy_of_the_training_config(checkpoints):
+    """A study's committed runs carry no checkpoints or training runs: train.seed must come out the same."""
+    import shutil
+
+    root, truth = checkpoints
+    before = report_rows(root, "a")
+    shutil.rmtree(root / "outputs")
+    after = report_rows(root, "b")
+    assert [r["train.seed"] for r in after] == [r["train.seed"] for r in before] == \
+        [str(t["train.seed"]) for t in truth.values()]
+    for job in (root / "eval").iterdir():
+        (job / "trained_config.yaml").unlink()
+    gone = report_rows(root, "c")
+    assert {r.get("train.seed") or "" for r in gone} == {""}  # no origin known: empty, never guessed
+
+
+def test_an_evaluation_rows_columns_such_as_nfe_group_like_settings(checkpoints):
+    root, truth = checkpoints
+    run_report(sweeps=str(root / "eval"), group_by=["sampler.eta", "nfe"], out_dir=str(root / "n"))
+    final = md_table((root / "n" / "report.md").read_text(), "Final values")
+    assert [(r["sampler.eta"], r["nfe"]) for r in final] == [("0", "10"), ("0", "20"), ("1", "10"), ("1", "20")]
+    for row in final:
+        assert_cell(row["val/two_d"], [t["value"] for t in truth.values() if (str(t["sampler.eta"]),
+                    str(t["sampler.steps"])) == (row["sampler.eta"], row["nfe"])])
+
+
 def test_a_checkpoints_training_run_is_found_only_where_it_is(tmp_path):
     run = tmp_path / "runs" / "r"
     write_job(run, ["seed=7"])

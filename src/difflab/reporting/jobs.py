@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from difflab.reporting.origin import TRAIN_PREFIX, training_run_dir
+from difflab.reporting.origin import TRAIN_PREFIX, TRAINED_CONFIG, training_run_dir
 from difflab.reporting.series import (
     Series,
     best_value,
@@ -108,6 +108,8 @@ class Job:
     overrides: dict[str, str | None]          # the job's command-line overrides, key -> value as typed
     series: Series = field(default_factory=dict)   # {metric: {step: value}} logged during training
     results: dict[str, float] = field(default_factory=dict)  # an evaluation job's values
+    row: dict[str, Any] = field(default_factory=dict)        # an evaluation job's result row (nfe, seconds...)
+    config_file: Path | None = None                          # the config read for settings (default: the job's)
 
     def last(self, metric: str) -> float | None:
         """The metric's final value: an evaluation result, else the value logged at the largest step."""
@@ -132,25 +134,37 @@ class Job:
 
     @cached_property
     def _config(self) -> Any:
+        if self.config_file is not None:
+            return _yaml(self.config_file)
         resolved = _yaml(self.path / "resolved_config.yaml")
         return resolved if isinstance(resolved, dict) else _yaml(self.path / ".hydra" / "config.yaml")
 
     @cached_property
     def training_run(self) -> Job | None:
         """The training run that made the checkpoint this evaluation job scored (its settings only; see
-        :mod:`~difflab.reporting.origin`); a training job is its own; None when the run is not found."""
+        :mod:`~difflab.reporting.origin`): its run directory, else the job's copy of the checkpoint's training config;
+        a training job is its own; None when neither is found."""
         if self.task != "evaluate":
             return self
         cwd = _select(self._hydra, "hydra.runtime.cwd")
         run_dir = training_run_dir(self.setting("ckpt_path"), str(cwd) if cwd else None)
-        return read_settings(run_dir) if run_dir else None
+        if run_dir:
+            return read_settings(run_dir)
+        recorded = self.path / TRAINED_CONFIG
+        if recorded.is_file():
+            return Job(path=self.path, task="train", status=FINISHED, step=None, error=None, overrides={},
+                       config_file=recorded)
+        return None
 
     def setting(self, key: str) -> str | None:
-        """The job's value of ``key``: its override, else the config group it chose (``schedule`` -> ``linear``),
-        else the value in its resolved config (``schedule.num_timesteps`` -> ``1000``). ``train.<key>`` is the
-        setting of the training run that made the checkpoint scored (``train.seed``; None when it is not found)."""
+        """The job's value of ``key``: its override, else a column of an evaluation's result row (``nfe``), else the
+        config group it chose (``schedule`` -> ``linear``), else the value in its resolved config
+        (``schedule.num_timesteps`` -> ``1000``). ``train.<key>`` is the setting of the training run that made the
+        checkpoint scored (``train.seed``; None when it is not found)."""
         if key in self.overrides:
             return self.overrides[key]
+        if key in self.row and not isinstance(self.row[key], dict | list):
+            return as_text(self.row[key])
         if key.startswith(TRAIN_PREFIX):
             run = self.training_run
             return run.setting(key.removeprefix(TRAIN_PREFIX)) if run else None
@@ -207,4 +221,5 @@ def read_job(job_dir: Path) -> Job:
                  if isinstance(s, int) and not isinstance(s, bool) and s >= 0]
     step = max(evidence) if evidence else None
     return Job(path=job_dir, task=str(task), status=status, step=step, error=error,
-               overrides=_overrides(job_dir, record), series=series, results=results[0] if results else {})
+               overrides=_overrides(job_dir, record), series=series, results=results[0] if results else {},
+               row=results[1] if results else {})
