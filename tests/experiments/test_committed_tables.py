@@ -1,0 +1,37 @@
+"""Each digits study's committed tables come back byte for byte from its committed runs alone (overrides, metric
+files and the scored checkpoints' training configs: no checkpoints, no training runs), with the report command its
+README gives. The two-moons study's check is in test_moons_ten_steps.py."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import REPO_ROOT
+from omegaconf import OmegaConf
+
+from difflab.report import report
+
+EXPERIMENTS = REPO_ROOT / "experiments"
+# study -> (its runs/ sweeps, the report options of its README)
+STUDIES = {
+    "ddim_table1": (["ddim_table1", "ddim_table1_sigma_hat"],
+                    {"select": ["val/fid", "val/fid_refval"], "group_by": ["sampler.name", "sampler.eta", "sampler.steps"],
+                     "paired_by": "ckpt_path"}),
+}
+
+
+@pytest.mark.parametrize("study", sorted(STUDIES))
+def test_the_committed_tables_regenerate_from_the_committed_runs(study, tmp_path):
+    sweeps, options = STUDIES[study]
+    out = tmp_path / study  # the report is titled by its directory's name; its job column is relative to it
+    runs = out / "runs"
+    shutil.copytree(EXPERIMENTS / study / "runs", runs)
+    report(OmegaConf.create({"sweeps": [str(runs / s) for s in sweeps], "out_dir": str(out), "name": "results",
+                             "figures": False, **options}))
+    written = sorted(p.name for p in out.iterdir() if p.is_file())
+    committed = [name for name in ("paired.csv", "results.csv", "results.md") if (EXPERIMENTS / study / name).is_file()]
+    assert written == committed
+    for name in committed:  # figures=false: the markdown has no figures section
+        expected = (EXPERIMENTS / study / name).read_text().split("## Figures\n")[0]
+        assert (out / name).read_text() == expected, name
