@@ -16,8 +16,8 @@ EXPERIMENTS = REPO_ROOT / "experiments"
 # study -> (its runs/ sweeps, the report options of its README)
 STUDIES = {
     "ddim_table1": (["ddim_table1", "ddim_table1_sigma_hat"],
-                    {"select": ["val/fid", "val/fid_refval"], "group_by": ["sampler.name", "sampler.eta", "sampler.steps"],
-                     "paired_by": "ckpt_path"}),
+                    {"select": ["val/fid", "val/fid_refval"],
+                     "group_by": ["sampler.name", "sampler.eta", "sampler.steps"], "paired_by": "ckpt_path"}),
 }
 
 
