@@ -81,3 +81,73 @@ def test_the_lesson_figures_draw_from_two_checkpoints(root, tmp_path):
     assert [p.name for p in written] == ["forward_process.png", "ddpm1000_vs_ddim50.png", "trajectory_ddpm1000.png",
                                          "trajectory_ddim50.png", "low_steps.png"]
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def evaluate_preset(root, preset: str, *args: str) -> list[dict]:
+    """Run the evaluation preset at tiny settings in ``root``; its sweep's result rows."""
+    done = run_cli("evaluate", "-m", f"experiment={preset}", *args, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((root / "outputs" / "evaluate" / "sweeps" / preset / "results.json").read_text())
+
+
+def checkpoints(root, *sweeps: tuple[str, tuple[int, ...]]) -> str:
+    """``ckpt_path=a,b,...``: the last checkpoints of these jobs of these training sweeps, in order."""
+    runs = root / "outputs" / "train" / "sweeps"
+    return "ckpt_path=" + ",".join(str(runs / sweep / str(k) / "checkpoints" / "last.ckpt")
+                                   for sweep, jobs in sweeps for k in jobs)
+
+
+def report(root, name: str, sweeps: list[str], *options: str) -> list[dict]:
+    out = root / f"{name}_report"
+    paths = ",".join(str(root / "outputs" / "evaluate" / "sweeps" / s) for s in sweeps)
+    done = run_cli("report", f"sweeps=[{paths}]", *options, "name=results", f"out_dir={out}", cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(out.glob("vs_*.png")) or list(out.glob("groups_*.png")), "no figure"
+    return list(csv.DictReader(open(out / "results.csv")))
+
+
+def test_noise_schedules_scores_fid_against_steps_and_the_likelihood_by_schedule(root):
+    fid = evaluate_preset(root, "noise_schedules_eval", *TINY_SCORING, "sampler.steps=2,4",
+                          checkpoints(root, ("noise_schedules", (0, 1, 3, 4))))
+    assert [(r["sampler.name"], r["nfe"]) for r in fid] == [("ddim", 2)] * 4 + [("ddim", 4)] * 4
+    nll = evaluate_preset(root, "noise_schedules_nll", "metrics.nll.max_batches=1",
+                          checkpoints(root, ("noise_schedules", (0, 1, 3, 4))))
+    assert all(json.loads(r["metric_names"])[0].startswith("val/nll_bpd_n") for r in nll) and len(nll) == 4
+    rows = report(root, "schedules", ["noise_schedules_eval", "noise_schedules_nll"], "select=[val/fid,val/nll*]",
+                  "group_by=[train.schedule.name,sampler.name,sampler.steps]", "paired_by=train.seed")
+    assert {(r["train.schedule.name"], r["train.seed"]) for r in rows} == {
+        (s, str(k)) for s in ("linear", "cosine") for k in (0, 1)}  # read from each job's trained_config.yaml
+
+
+def test_samplers_at_equal_cost_record_their_model_evaluations(root):
+    ckpt = checkpoints(root, ("noise_schedules", (0,)))
+    rows = evaluate_preset(root, "samplers_equal_cost", *TINY_SCORING, "sampler.steps=2,3", ckpt)
+    rows += evaluate_preset(root, "samplers_equal_cost_heun", *TINY_SCORING, "sampler.steps=2", ckpt)
+    rows += evaluate_preset(root, "samplers_equal_cost_ddpm", *TINY_SCORING, "sampler.steps=4", ckpt)
+    assert [(r["sampler.name"], r.get("sampler.karras_sigmas"), r["nfe"]) for r in rows] == [
+        ("ddim", None, 2), ("euler", True, 2), ("dpmpp_2m", None, 2), ("ddim", None, 3), ("euler", True, 3),
+        ("dpmpp_2m", None, 3), ("heun", True, 3), ("ddpm", None, 4)]
+    cosine = evaluate_preset(root, "samplers_equal_cost_cosine", *TINY_SCORING, "sampler.steps=2",
+                             checkpoints(root, ("noise_schedules", (3,))))
+    assert [r["sampler.clip_sample"] for r in cosine] == [False, True]
+    table = report(root, "samplers", ["samplers_equal_cost", "samplers_equal_cost_heun", "samplers_equal_cost_ddpm"],
+                   "select=[val/fid]", "group_by=[sampler,nfe]")
+    assert sorted((r["sampler"], r["nfe"]) for r in table) == sorted(
+        [(s, n) for s in ("ddim", "euler_karras", "dpmpp_2m") for n in ("2", "3")]
+        + [("heun_karras", "3"), ("ddpm", "4")])
+
+
+def test_objectives_train_and_score_fid_and_likelihood_per_objective(root):
+    train = [o for o in TINY_TRAIN if not o.startswith(("seed=", "schedule="))]
+    done = run_cli("train", "-m", "experiment=objectives", "seed=0", *train, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    scoring = [*TINY_SCORING, "sampler.steps=2", "metrics.nll.max_batches=1"]
+    fixed = evaluate_preset(root, "objectives_eval", *scoring, "metrics=[fid,nll]",
+                            checkpoints(root, ("noise_schedules", (0,)), ("objectives", (0, 1))))
+    learned = evaluate_preset(root, "objectives_eval_learned", *scoring, "metrics=[fid,nll]",
+                              checkpoints(root, ("objectives", (2,))))
+    assert [r["sampler.variance_type"] for r in fixed + learned] == ["fixed_small"] * 3 + ["learned_range"]
+    rows = report(root, "objectives", ["objectives_eval", "objectives_eval_learned"], "select=[val/fid,val/nll*]",
+                  "group_by=[train.objective.prediction_type,train.objective.learn_variance]")
+    assert sorted((r["train.objective.prediction_type"], r["train.objective.learn_variance"]) for r in rows) == [
+        ("eps", "false"), ("eps", "true"), ("v", "false"), ("x0", "false")]

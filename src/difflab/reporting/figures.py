@@ -4,7 +4,9 @@
   each step), the seeds' min..max shaded;
 - ``vs_<key>_<metric>.png``: the metric's final value against a numeric swept key, one line per setting of the
   other group keys, mean ± sample std (ddof=1) over the jobs at each value (the seeds) as error bars; a log x
-  axis, ticks labelled with the values swept, when they are positive and span a factor of 20 or more (steps, NFE).
+  axis, ticks labelled with the values swept, when they are positive and span a factor of 20 or more (steps, NFE);
+- ``groups_<metric>.png``: when neither of those shows a metric (groups that differ in names only, e.g. the
+  objective), its final value per group as a bar, mean ± sample std over the group's jobs, each job a dot.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 from difflab.reporting.grouping import Group, label  # noqa: E402
 from difflab.reporting.jobs import FINISHED, Job  # noqa: E402
 
-__all__ = ["figure_name", "curve_figure", "sweep_axes", "sweep_figure", "draw_figures", "log_axis", "LOG_SPAN"]
+__all__ = ["figure_name", "curve_figure", "sweep_axes", "sweep_figure", "group_axes", "group_figure", "draw_figures",
+           "log_axis", "LOG_SPAN"]
 
 LOG_SPAN = 20  # a numeric key whose positive values span this factor or more is drawn on a log axis
 
@@ -123,15 +126,48 @@ def sweep_figure(path: Path, metric: str, key: str, jobs: list[Job], keys: list[
     return _save(drawn[0], path) if drawn else None
 
 
+def group_axes(metric: str, groups: list[Group], keys: list[str]) -> tuple[plt.Figure, plt.Axes] | None:
+    """The figure of :func:`group_figure`, not saved (the caller closes it); None when there is nothing to draw."""
+    bars = [(label(keys, group.values), values) for group in groups
+            if (values := [v for job in group.finished if (v := job.last(metric)) is not None])]
+    if len(bars) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(bars) + 2), 4.5))
+    for i, (_, values) in enumerate(bars):
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        ax.bar(i, statistics.fmean(values), yerr=std, capsize=4, color="C0", alpha=0.6)
+        ax.plot([i] * len(values), values, "o", color="k", markersize=3)
+    ax.set_xticks(range(len(bars)), [f"{name}\n(n={len(values)})" for name, values in bars], fontsize=7,
+                  rotation=20 if len(bars) > 4 else 0, ha="right" if len(bars) > 4 else "center")
+    ax.set(ylabel=f"{metric} (final)",
+           title=f"{metric} (final value) per group\nbar: mean ± sample std over the finished jobs; dots: the jobs")
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3, axis="y")
+    return fig, ax
+
+
+def group_figure(path: Path, metric: str, groups: list[Group], keys: list[str]) -> Path | None:
+    """The final value of ``metric`` per group: a bar at the mean over its finished jobs, the sample std as an error
+    bar, each job a dot; None with fewer than two groups that have the metric."""
+    drawn = group_axes(metric, groups, keys)
+    return _save(drawn[0], path) if drawn else None
+
+
 def draw_figures(out_dir: Path, jobs: list[Job], groups: list[Group], keys: list[str], metrics: list[str],
                  numeric: list[str]) -> list[Path]:
-    """Every curve and every metric-against-key figure that has something to show; the paths written."""
-    written = []
+    """Every curve and every metric-against-key figure that has something to show, and a per-group figure of each
+    metric that neither shows; the paths written."""
+    written, shown = [], set()
     for metric in metrics:
         path = curve_figure(out_dir / figure_name("curve", metric), metric, groups, keys)
         written += [path] if path else []
+        shown |= {metric} if path else set()
     for key in numeric:
         for metric in metrics:
             path = sweep_figure(out_dir / figure_name("vs", key, metric), metric, key, jobs, keys)
             written += [path] if path else []
+            shown |= {metric} if path else set()
+    for metric in metrics:
+        path = None if metric in shown else group_figure(out_dir / figure_name("groups", metric), metric, groups, keys)
+        written += [path] if path else []
     return written
