@@ -24,7 +24,8 @@ from difflab.metrics.naming import (
 from difflab.samplers import SAMPLERS, TIMESTEP_SPACINGS, make_sampler, sampler_defaults
 from difflab.utils.metric_names import higher_is_better, short_name
 
-DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmpp_2m": 20, "euler": 50, "heun": 25}  # the conf files' steps
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmpp_2m": 20, "dpmpp_3m": 20, "dpmpp_2m_sde": 20, "unipc": 10, "euler": 50,
+                 "heun": 25}  # the conf files' steps
 
 
 def conf_node(name: str) -> dict:
@@ -75,6 +76,13 @@ def test_names_at_default_settings_are_unchanged(name):
     ({"name": "dpmpp_2m", "steps": 10, "timestep_spacing": "leading"}, "dpmpp2m10-leading"),
     ({"name": "dpmpp_2m", "steps": 10, "final_sigmas_type": "sigma_min", "lower_order_final": False},
      "dpmpp2m10-sigmamin-nolowerfinal"),
+    ({"name": "dpmpp_2m", "steps": 10, "karras_sigmas": True, "rho": 5.0}, "dpmpp2m10-karras-rho5"),
+    ({"name": "dpmpp_3m", "steps": 20}, "dpmpp3m20"),
+    ({"name": "dpmpp_3m", "steps": 8, "timestep_spacing": "logsnr"}, "dpmpp3m8-logsnr"),
+    ({"name": "dpmpp_2m_sde", "steps": 20, "karras_sigmas": True}, "dpmpp2msde20-karras"),
+    ({"name": "unipc", "steps": 10}, "unipc10"),
+    ({"name": "unipc", "steps": 10, "final_sigmas_type": "sigma_min", "lower_order_final": False},
+     "unipc10-sigmamin-nolowerfinal"),
     ({"name": "ddim", "steps": 10, "clip_sample": True}, "ddim10-clip"),
     ({"name": "ddim", "steps": 10, "clip_sample": True, "clip_sample_range": 2.0}, "ddim10-clip-cliprange2"),
     ({"name": "dpmpp_2m", "steps": 10, "thresholding": True}, "dpmpp2m10-thresh"),
@@ -151,16 +159,19 @@ def grid(name: str) -> list[dict]:
         "ddim": [{"eta": 0}, {"eta": 0.0}, {"eta": 0.5}, {"eta": 1}, {"eta": 1.0}, {"eta": 0.5, "clip_sample": True}],
         "ddpm": [{"variance_type": v} for v in ("fixed_small", "fixed_large", "learned_range")],
         "dpmpp_2m": [{"final_sigmas_type": "sigma_min"}, {"final_sigmas_type": "sigma_min", "lower_order_final": False},
-                     {"lower_order_final": False}],
+                     {"lower_order_final": False}, {"timestep_spacing": "logsnr"}, {"karras_sigmas": True},
+                     {"karras_sigmas": True, "rho": 3}, {"rho": 3}, {"karras_sigmas": True, "lower_order_final": False},
+                     {"karras_sigmas": False, "timestep_spacing": "logsnr"}],
         "euler": [{"karras_sigmas": True}, {"karras_sigmas": True, "rho": 3}, {"rho": 3}, {"s_churn": 40},
                   {"s_churn": 40.0, "s_tmax": math.inf}, {"s_churn": 40, "s_noise": 1.5},
                   {"s_churn": 40, "s_tmin": 0.5}, {"s_churn": 40, "s_tmax": 2.0}],
     }
     own["heun"] = own["euler"]
+    own["dpmpp_3m"] = own["dpmpp_2m_sde"] = own["unipc"] = own["dpmpp_2m"]
     settings = [{"name": name, "steps": 5, **s} for s in [*shared, *own[name]]]
-    if name == "dpmpp_2m":  # sigma_min needs a last timestep above 0: not with leading or linspace spacing
-        settings = [s for s in settings if not (s.get("final_sigmas_type") == "sigma_min"
-                                                and s.get("timestep_spacing", "trailing") != "trailing")]
+    if "final_sigmas_type" in defaults:  # sigma_min needs a last timestep above 0: trailing without karras_sigmas
+        settings = [s for s in settings if not (s.get("final_sigmas_type") == "sigma_min" and (
+            s.get("timestep_spacing", "trailing") != "trailing" or s.get("karras_sigmas")))]
     return settings
 
 

@@ -19,6 +19,10 @@ SAMPLERS = [
     ("ddim", {"eta": 1.0}),
     ("dpmpp_2m", {}),
     ("dpmpp_2m", {"final_sigmas_type": "sigma_min"}),  # ends at abar_0 < 1, not at x0
+    ("dpmpp_3m", {"timestep_spacing": "logsnr"}),
+    ("dpmpp_2m_sde", {}),  # noise drawn each step: the next input is still x after the step
+    ("unipc", {}),  # x after a step is the predictor's: the next input, before that evaluation corrects it
+    ("unipc", {"final_sigmas_type": "sigma_min"}),
     ("euler", {}),
     ("euler", {"s_churn": 2.0}),  # Karras Alg. 2: noise added before each evaluation
     ("heun", {}),

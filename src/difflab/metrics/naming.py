@@ -5,7 +5,8 @@
 - the sampler label is the sampler's name (without underscores) and steps, then one ``-<token>`` per setting
   that differs from that sampler's constructor default (:func:`difflab.samplers.sampler_defaults`), in the order
   of :data:`SETTING_TOKENS`: ``ddim10``, ``ddim10-eta0.5``, ``ddpm10-large``, ``euler10-karras``,
-  ``heun10-churn40``, ``dpmpp2m10-leading``, ``ddim10-clip``. At default settings a label is ``<name><steps>``.
+  ``heun10-churn40``, ``dpmpp2m10-leading``, ``dpmpp3m20``, ``dpmpp2msde20-karras``, ``unipc10-logsnr``,
+  ``ddim10-clip``. At default settings a label is ``<name><steps>``.
 - ``_ref<split>`` names the real data a reference metric (fid, kid, precision_recall) was compared with, when it
   is not the training split (:data:`DEFAULT_REFERENCE_SPLIT`, which keeps the plain name): ``_refval``.
 """

@@ -1,10 +1,13 @@
 """Samplers with one signature: ``make_sampler(name, schedule=..., steps=...).sample(model_fn, x_T, prediction_type)``.
 
-ddpm      Ho et al. 2020 ancestral sampling (fixed_small | fixed_large | learned_range variance)
-ddim      Song et al. 2021 (eta >= 0)
-dpmpp_2m  Lu et al. 2022, DPM-Solver++(2M)
-euler     Karras et al. 2022, Euler (Alg. 2 without the correction; optional churn)
-heun      Karras et al. 2022, Heun (Alg. 1 / Alg. 2)
+ddpm          Ho et al. 2020 ancestral sampling (fixed_small | fixed_large | learned_range variance)
+ddim          Song et al. 2021 (eta >= 0)
+dpmpp_2m      Lu et al. 2022, DPM-Solver++(2M)
+dpmpp_3m      Lu et al. 2022, DPM-Solver++(3M) (third-order multistep)
+dpmpp_2m_sde  Lu et al. 2022, DPM-Solver++(2M) SDE (stochastic)
+unipc         Zhao et al. 2023, UniPC (bh2, order 2: DPM-Solver++(2M) steps with the UniC corrector)
+euler         Karras et al. 2022, Euler (Alg. 2 without the correction; optional churn)
+heun          Karras et al. 2022, Heun (Alg. 1 / Alg. 2)
 """
 
 from __future__ import annotations
@@ -16,13 +19,18 @@ from difflab.diffusion.schedules import NoiseSchedule
 from difflab.samplers.base import TIMESTEP_SPACINGS, Sampler, dynamic_threshold, randn_like, select_timesteps
 from difflab.samplers.ddim import DDIMSampler
 from difflab.samplers.ddpm import DDPMSampler
-from difflab.samplers.dpm_solver import DPMSolverPP2MSampler
+from difflab.samplers.dpm_solver import DPMSolverPP2MSampler, DPMSolverPP2MSDESampler, DPMSolverPP3MSampler
 from difflab.samplers.karras import EulerSampler, HeunSampler
+from difflab.samplers.multistep import MULTISTEP_SPACINGS
+from difflab.samplers.unipc import UniPCSampler
 
 SAMPLERS: dict[str, type[Sampler]] = {
     "ddpm": DDPMSampler,
     "ddim": DDIMSampler,
     "dpmpp_2m": DPMSolverPP2MSampler,
+    "dpmpp_3m": DPMSolverPP3MSampler,
+    "dpmpp_2m_sde": DPMSolverPP2MSDESampler,
+    "unipc": UniPCSampler,
     "euler": EulerSampler,
     "heun": HeunSampler,
 }
@@ -33,9 +41,13 @@ __all__ = [
     "DDIMSampler",
     "DDPMSampler",
     "DPMSolverPP2MSampler",
+    "DPMSolverPP2MSDESampler",
+    "DPMSolverPP3MSampler",
     "EulerSampler",
     "HeunSampler",
+    "MULTISTEP_SPACINGS",
     "TIMESTEP_SPACINGS",
+    "UniPCSampler",
     "dynamic_threshold",
     "make_sampler",
     "randn_like",

@@ -1,107 +1,81 @@
-"""DPM-Solver++(2M) of Lu et al. 2022 ("DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
-Models", Alg. 2): a multistep second-order solver of the probability-flow ODE written for the data prediction x0.
+"""DPM-Solver++ of Lu et al. 2022 ("DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
+Models"): multistep solvers of the diffusion ODE / SDE written for the data prediction x0, one model evaluation a step.
 
-With alpha = sqrt(abar), sigma = sqrt(1 - abar), lambda = log(alpha / sigma) and h_i = lambda_i - lambda_{i-1}, the
-step from t_{i-1} to t_i is
-    x_i = (sigma_i / sigma_{i-1}) x_{i-1} - alpha_i (exp(-h_i) - 1) D_i,
-    D_i = x0_{i-1}                                                      (first order: DPM-Solver++1 = DDIM)
-    D_i = (1 + 1/(2 r_i)) x0_{i-1} - 1/(2 r_i) x0_{i-2},  r_i = h_{i-1} / h_i     (second order)
-where x0_{i-1} is the model's x0 prediction at t_{i-1}. This is diffusers' DPMSolverMultistepScheduler with
-``algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint"``; one model evaluation per step.
+With alpha = sqrt(abar), sigma = sqrt(1 - abar), lambda = log(alpha / sigma) and h = lambda_n - lambda_s, a step from
+s to n is
+    ODE (dpmpp_2m, dpmpp_3m):  x_n = (sigma_n / sigma_s) x_s + alpha_n (1 - exp(-h)) D
+    SDE (dpmpp_2m_sde):        x_n = (sigma_n / sigma_s) exp(-h) x_s + alpha_n (1 - exp(-2h)) D
+                                     + sigma_n sqrt(1 - exp(-2h)) z,   z ~ N(0, I)
+where D extrapolates the model's x0 predictions at s and the steps before it (``multistep_x0``):
+    first order  D = x0_s                                   (ODE: DDIM; SDE: DDIM with eta = 1)
+    second order D = (1 + 1/(2r)) x0_s - 1/(2r) x0_{s-1},  r = h_{s-1} / h      (Alg. 2, "midpoint")
+    third order  from x0_s, x0_{s-1}, x0_{s-2}: Lu et al.'s and diffusers' third-order multistep formula, whose
+                 second-difference term has half the Taylor weight, so dpmpp_3m converges at second order (with a
+                 smaller error than dpmpp_2m; ``multistep_x0`` has the details)
+These are diffusers' DPMSolverMultistepScheduler with algorithm_type="dpmsolver++", solver_order=2 or 3,
+solver_type="midpoint" (dpmpp_2m, dpmpp_3m) and algorithm_type="sde-dpmsolver++", solver_order=2,
+solver_type="midpoint" (dpmpp_2m_sde). The SDE's z is drawn with ``randn_like(x, generator)`` at every step that
+does not end at sigma = 0, so with one generator per sample, sample i's noise depends on its own generator only.
 
-Timesteps are difflab's ``timestep_spacing`` (the timesteps DDIM uses), but the default here is "trailing": leading
-and linspace end at t = 0, and on the usual schedules the step into t = 0 is a huge step in lambda after a small one
-(lambda_0 - lambda_Delta >> lambda_Delta - lambda_2Delta), so the multistep extrapolation coefficient 1/(2r) is large
-and the result poor (on the 1-D mixture of tests/samplers/test_mixture_target.py, T = 1000 linear: W2 0.32 / 0.34 /
-0.10 at 10 steps and 0.12 / 0.14 / 0.05 at 20 for leading / linspace / trailing; DDIM: 0.12 and 0.06). diffusers'
-DPM-Solver scheduler avoids t = 0 for the same reason by defining leading/linspace with steps + 1 points and dropping
-the last; its "trailing" is the same as difflab's, so the default here equals diffusers' timestep_spacing="trailing".
+Order of each step (diffusers' rules): the first step is first order, the second at most second order; with
+``lower_order_final`` and fewer than 15 steps the last step is first order and the one before at most second order.
+A step to sigma = 0 (``final_sigmas_type="zero"``, the last) returns the x0 prediction at the last timestep.
 
-Final step (``final_sigmas_type``):
-  "zero" (default, diffusers' default): the last step goes to sigma = 0 (abar = 1, lambda = +inf). There h = inf,
-      a second-order step is undefined (r = 0), so the last step is first order, which returns exactly the x0
-      prediction at the last timestep, as diffusers does (it forces first order at the last step for "zero").
-  "sigma_min": the last step goes to the noise level of timestep 0 (abar_0 < 1); needs a last selected timestep > 0
-      (use timestep_spacing="trailing"), else that step would have zero length.
-``lower_order_final`` (default true, diffusers' name and rule): with fewer than 15 steps, the last step is first
-order. With final_sigmas_type="zero" it is first order anyway, so the option only matters for "sigma_min".
-The first step is always first order (there is no earlier x0 yet).
+Timesteps (multistep.py has the options): the default spacing is "trailing": leading and linspace end at t = 0,
+and on the usual schedules the step into t = 0 is a huge step in lambda after a small one (lambda_0 - lambda_Delta >>
+lambda_Delta - lambda_2Delta), so the multistep extrapolation coefficient 1/(2r) is large and the result poor (on the
+1-D mixture of tests/samplers/test_mixture_target.py, T = 1000 linear, dpmpp_2m: W2 0.32 / 0.34 / 0.10 at 10 steps and
+0.12 / 0.14 / 0.05 at 20 for leading / linspace / trailing; DDIM: 0.12 and 0.06). diffusers' DPM-Solver scheduler
+avoids t = 0 for the same reason by defining leading/linspace with steps + 1 points and dropping the last; its
+"trailing" is the same as difflab's, so the default here equals diffusers' timestep_spacing="trailing".
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from difflab.samplers.base import GeneratorLike, ModelFn, Sampler, StepCallback
+from difflab.samplers.base import GeneratorLike, randn_like
+from difflab.samplers.multistep import History, MultistepSampler, Step, multistep_x0, ode_step
 
-FINAL_SIGMAS_TYPES = ("zero", "sigma_min")
+__all__ = ["DPMSolverPPSampler", "DPMSolverPP2MSampler", "DPMSolverPP3MSampler", "DPMSolverPP2MSDESampler"]
 
 
-class DPMSolverPP2MSampler(Sampler):
-    """DPM-Solver++(2M), deterministic, one model evaluation per step."""
+class DPMSolverPPSampler(MultistepSampler):
+    """DPM-Solver++ of order ``solver_order``, on the ODE or (``stochastic``) the SDE; subclasses set both."""
 
-    def __init__(
-        self,
-        schedule,
-        steps: int = 20,
-        lower_order_final: bool = True,
-        final_sigmas_type: str = "zero",
-        timestep_spacing: str = "trailing",
-        **kwargs,
-    ) -> None:
-        super().__init__(schedule, steps, timestep_spacing=timestep_spacing, **kwargs)
-        if final_sigmas_type not in FINAL_SIGMAS_TYPES:
-            raise ValueError(
-                f"sampler.final_sigmas_type={final_sigmas_type!r} is not known; "
-                f"choose one of {list(FINAL_SIGMAS_TYPES)}"
-            )
-        if final_sigmas_type == "sigma_min" and int(self.timesteps[-1]) == 0:
-            raise ValueError(
-                f"sampler.final_sigmas_type='sigma_min' ends at the noise level of timestep 0, but the last selected "
-                f"timestep is already 0 (timestep_spacing={self.timestep_spacing!r}, steps={steps}); use "
-                f"timestep_spacing='trailing' or final_sigmas_type='zero'"
-            )
-        self.lower_order_final = bool(lower_order_final)
-        self.final_sigmas_type = final_sigmas_type
+    solver_order = 2
+    stochastic = False
 
-    def alpha_bars(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """float64 alpha-bar at each selected timestep and after each step (1.0, or abar_0 for "sigma_min", at the
-        end)."""
-        ab, ab_next = super().alpha_bars()
-        if self.final_sigmas_type == "sigma_min":
-            ab_next[-1] = self.schedule.alphas_cumprod[0]
-        return ab, ab_next
+    def _step(self, step: Step, x: torch.Tensor, x0: torch.Tensor, history: History,
+              generator: GeneratorLike) -> torch.Tensor:
+        history.add_x0(x0)
+        d = multistep_x0(history.x0s, history.hs, step.h, self.step_order(step.i, self.solver_order))
+        history.add_h(step.h)
+        if not self.stochastic:
+            return ode_step(x, d, step.ab_s, step.ab_n, step.h)
+        # x_n = (sigma_n / sigma_s) exp(-h) x + alpha_n (1 - exp(-2h)) d + sigma_n sqrt(1 - exp(-2h)) z
+        sigma_s, sigma_n = math.sqrt(1.0 - float(step.ab_s)), math.sqrt(1.0 - float(step.ab_n))
+        keep = -math.expm1(-2.0 * step.h)
+        x = (sigma_n / sigma_s * math.exp(-step.h)) * x + (math.sqrt(float(step.ab_n)) * keep) * d
+        return x + (sigma_n * math.sqrt(keep)) * randn_like(x, generator)
 
-    def _sample(
-        self,
-        model_fn: ModelFn,
-        x: torch.Tensor,
-        prediction_type: str,
-        generator: GeneratorLike,
-        callback: StepCallback | None,
-    ) -> torch.Tensor:
-        ab_t, ab_next = self.alpha_bars()
-        n = len(self.timesteps)
-        x0_prev = None
-        h_prev = None
-        for i, t in enumerate(self.timesteps):
-            x0, _ = self.predict_x0_eps(model_fn, x, t, ab_t[i], prediction_type)
-            if ab_next[i] == 1.0:
-                # sigma_next = 0: the first-order step (sigma_next / sigma) x + alpha_next (1 - exp(-h)) x0 with
-                # h = inf is exactly x0.
-                x = x0
-            else:
-                alpha_s, sigma_s = ab_t[i].sqrt(), (1.0 - ab_t[i]).sqrt()
-                alpha_n, sigma_n = ab_next[i].sqrt(), (1.0 - ab_next[i]).sqrt()
-                h = (alpha_n.log() - sigma_n.log()) - (alpha_s.log() - sigma_s.log())
-                first_order = x0_prev is None or (self.lower_order_final and n < 15 and i == n - 1)
-                if first_order:
-                    d = x0
-                else:
-                    r = h_prev / h
-                    d = (1.0 + 0.5 / r).to(x.dtype) * x0 - (0.5 / r).to(x.dtype) * x0_prev
-                x = (sigma_n / sigma_s).to(x.dtype) * x - (alpha_n * torch.expm1(-h)).to(x.dtype) * d
-                x0_prev, h_prev = x0, h
-            if callback is not None:
-                callback(i + 1, int(t), x, x0)
-        return x
+
+class DPMSolverPP2MSampler(DPMSolverPPSampler):
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2), deterministic."""
+
+    solver_order = 2
+
+
+class DPMSolverPP3MSampler(DPMSolverPPSampler):
+    """DPM-Solver++(3M): third-order multistep, deterministic (second order in the second step)."""
+
+    solver_order = 3
+
+
+class DPMSolverPP2MSDESampler(DPMSolverPPSampler):
+    """DPM-Solver++(2M) SDE: the second-order multistep solver of the diffusion SDE; draws noise every step."""
+
+    solver_order = 2
+    stochastic = True

@@ -49,6 +49,7 @@ __all__ = [
     "schedule_sigmas",
     "karras_sigma_levels",
     "nearest_timesteps",
+    "levels_to_timesteps",
 ]
 
 
@@ -72,6 +73,26 @@ def nearest_timesteps(sigmas: np.ndarray, table: np.ndarray) -> np.ndarray:
     hi = np.clip(np.searchsorted(log_table, log_s), 1, len(table) - 1)
     lo = hi - 1
     return np.where(log_s - log_table[lo] <= log_table[hi] - log_s, lo, hi).astype(np.int64)
+
+
+def levels_to_timesteps(levels: np.ndarray, table: np.ndarray, option: str, kind: str, stacklevel: int) -> np.ndarray:
+    """The integer timesteps nearest (in log sigma) to the descending noise ``levels``, consecutive repeats merged.
+
+    A merge (levels closer together than the schedule's own noise levels) is reported as a UserWarning naming
+    ``option`` and ``kind`` (e.g. "sampler.karras_sigmas", "rho-levels"); ``stacklevel`` is counted from the caller,
+    as the caller would pass it to ``warnings.warn``.
+    """
+    ts = nearest_timesteps(levels, table)
+    keep = np.concatenate([[True], np.diff(ts) != 0])
+    if not keep.all():
+        warnings.warn(
+            f"{option}: the {len(ts)} {kind} map to only {int(keep.sum())} distinct timesteps "
+            "of the schedule (levels closer together than the schedule's own noise levels are merged); the sampler "
+            f"takes {int(keep.sum())} steps",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return np.ascontiguousarray(ts[keep])
 
 
 class KarrasSampler(Sampler):
@@ -109,20 +130,10 @@ class KarrasSampler(Sampler):
         if not self.karras_sigmas:
             return super()._select_timesteps()
         T = self.schedule.num_timesteps
-        steps = self.steps
-        check_int("sampler.steps", steps, 1, T, note=f"schedule.num_timesteps={T}")
-        levels = karras_sigma_levels(self._sigma_table[0], self._sigma_table[-1], int(steps), self.rho)
-        ts = nearest_timesteps(levels, self._sigma_table)
-        keep = np.concatenate([[True], np.diff(ts) != 0])
-        if not keep.all():
-            warnings.warn(
-                f"sampler.karras_sigmas: the {steps} rho-levels map to only {int(keep.sum())} distinct timesteps "
-                "of the schedule (levels closer together than the schedule's own noise levels are merged); the sampler "
-                f"takes {int(keep.sum())} steps",
-                UserWarning,
-                stacklevel=4,  # the caller of the sampler's constructor (or make_sampler)
-            )
-        return np.ascontiguousarray(ts[keep])
+        check_int("sampler.steps", self.steps, 1, T, note=f"schedule.num_timesteps={T}")
+        levels = karras_sigma_levels(self._sigma_table[0], self._sigma_table[-1], int(self.steps), self.rho)
+        # stacklevel 4: the caller of the sampler's constructor (or make_sampler)
+        return levels_to_timesteps(levels, self._sigma_table, "sampler.karras_sigmas", "rho-levels", stacklevel=4)
 
     @property
     def sigmas(self) -> np.ndarray:
