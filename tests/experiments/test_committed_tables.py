@@ -13,25 +13,30 @@ from omegaconf import OmegaConf
 from difflab.report import report
 
 EXPERIMENTS = REPO_ROOT / "experiments"
-# study -> (its runs/ sweeps, the report options of its README)
+# study -> its reports: (subfolder of the study, its runs/ sweeps, the report options of its README)
 STUDIES = {
-    "ddim_table1": (["ddim_table1", "ddim_table1_sigma_hat"],
-                    {"select": ["val/fid", "val/fid_refval"],
-                     "group_by": ["sampler.name", "sampler.eta", "sampler.steps"], "paired_by": "ckpt_path"}),
+    "ddim_table1": [("", ["ddim_table1", "ddim_table1_sigma_hat"],
+                     {"select": ["val/fid", "val/fid_refval"],
+                      "group_by": ["sampler.name", "sampler.eta", "sampler.steps"], "paired_by": "ckpt_path"})],
+    "noise_schedules": [("", ["noise_schedules_eval"],
+                         {"select": ["val/fid", "val/fid_refval"], "group_by": ["train.schedule.name", "sampler.steps"],
+                          "paired_by": "train.seed"}),
+                        ("nll", ["noise_schedules_nll"],
+                         {"select": ["val/nll*"], "group_by": ["train.schedule.name"], "paired_by": "train.seed"})],
 }
 
 
 @pytest.mark.parametrize("study", sorted(STUDIES))
 def test_the_committed_tables_regenerate_from_the_committed_runs(study, tmp_path):
-    sweeps, options = STUDIES[study]
-    out = tmp_path / study  # the report is titled by its directory's name; its job column is relative to it
-    runs = out / "runs"
-    shutil.copytree(EXPERIMENTS / study / "runs", runs)
-    report(OmegaConf.create({"sweeps": [str(runs / s) for s in sweeps], "out_dir": str(out), "name": "results",
-                             "figures": False, **options}))
-    written = sorted(p.name for p in out.iterdir() if p.is_file())
-    committed = [name for name in ("paired.csv", "results.csv", "results.md") if (EXPERIMENTS / study / name).is_file()]
-    assert written == committed
-    for name in committed:  # figures=false: the markdown has no figures section
-        expected = (EXPERIMENTS / study / name).read_text().split("## Figures\n")[0]
-        assert (out / name).read_text() == expected, name
+    shutil.copytree(EXPERIMENTS / study / "runs", tmp_path / study / "runs")
+    for folder, sweeps, options in STUDIES[study]:
+        out = tmp_path / study / folder  # the report is titled by its directory; its job column is relative to it
+        committed = EXPERIMENTS / study / folder
+        report(OmegaConf.create({"sweeps": [str(tmp_path / study / "runs" / s) for s in sweeps], "out_dir": str(out),
+                                 "name": "results", "figures": False, **options}))
+        written = sorted(p.name for p in out.iterdir() if p.is_file())
+        expected = [name for name in ("paired.csv", "results.csv", "results.md") if (committed / name).is_file()]
+        assert written == expected
+        for name in expected:  # figures=false: the markdown has no figures section
+            text = (committed / name).read_text().split("## Figures\n")[0]
+            assert (out / name).read_text() == text, f"{folder or study}/{name}"
