@@ -23,6 +23,16 @@ STUDIES = {
                           "paired_by": "train.seed"}),
                         ("nll", ["noise_schedules_nll"],
                          {"select": ["val/nll*"], "group_by": ["train.schedule.name"], "paired_by": "train.seed"})],
+    "samplers_equal_cost": [("", ["samplers_equal_cost", "samplers_equal_cost_heun", "samplers_equal_cost_ddpm"],
+                             {"select": ["val/fid", "val/fid_refval"], "group_by": ["sampler.name", "nfe"],
+                              "paired_by": "ckpt_path"}),
+                            ("cosine", ["samplers_equal_cost_cosine"],
+                             {"select": ["val/fid", "val/fid_refval"],
+                              "group_by": ["sampler.clip_sample", "sampler.steps"], "paired_by": "ckpt_path"})],
+    "objectives": [("", ["objectives_eval", "objectives_eval_learned"],
+                    {"select": ["val/fid", "val/fid_refval", "val/nll*"],
+                     "group_by": ["train.objective.prediction_type", "train.objective.learn_variance"],
+                     "paired_by": "train.seed"})],
 }
 
 
