@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from difflab.data import DigitsDataModule, MoonsDataModule
@@ -49,7 +51,7 @@ def test_w2_of_both_moons_scalings_is_measured_in_the_box_space(monkeypatch):
     from difflab.data.moons import to_box
     from difflab.metrics.two_d import wasserstein2
 
-    monkeypatch.setattr(SampleScorer, "build_sampler", lambda self, schedule: None)
+    monkeypatch.setattr(SampleScorer, "build_sampler", lambda self, schedule: SimpleNamespace(nfe=0))  # unused
     # the same 200 points (make_moons coordinates, off the data), given to each scaling in its own data space
     raw = torch.from_numpy(make_moons(n_samples=200, noise=0.1, random_state=7)[0]).float() + 0.05
     values = {}
