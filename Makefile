@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-dev train test test-all lint bench clean
+.PHONY: setup setup-dev setup-bench train test test-all lint bench bench-fid clean
 
 $(BIN)/difflab-train:
 	$(PY) -m venv $(VENV)
@@ -26,7 +26,16 @@ test-all: setup-dev
 lint: setup-dev
 	$(BIN)/ruff check .
 
-bench: setup
+setup-bench: setup
+	$(BIN)/pip install -e ".[bench]"
+
+# the speed benchmarks of benchmarks/README.md (the peers come with the bench extra)
+bench: setup-bench
+	cd benchmarks && ../$(BIN)/python training_step.py --bf16
+	cd benchmarks && ../$(BIN)/python framework_overhead.py
+	cd benchmarks && ../$(BIN)/python sampling_throughput.py
+
+bench-fid: setup
 	$(BIN)/python benchmarks/main_job_fid.py
 
 clean:

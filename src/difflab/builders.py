@@ -9,6 +9,7 @@ in the run config as ``data:``, which is how a checkpoint rebuilds its model wit
 from __future__ import annotations
 
 import inspect
+from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
@@ -102,7 +103,7 @@ def build_module(cfg: DictConfig, data: DataFacts | Any, run_config: dict[str, A
     optimizer = instantiate(cfg.optim.optimizer)
     try:  # the optimizer checks its own arguments (lr, betas, ...): let it, now
         optimizer(params=[torch.zeros(1, requires_grad=True)])
-    except ValueError as err:
+    except (ValueError, RuntimeError) as err:  # RuntimeError: e.g. fused and foreach both true
         raise ValueError(
             f"optim.optimizer: {err} ({OmegaConf.to_container(cfg.optim.optimizer, resolve=True)})") from None
     if run_config is not None:
@@ -120,7 +121,21 @@ def build_module(cfg: DictConfig, data: DataFacts | Any, run_config: dict[str, A
         num_classes=getattr(backbone, "num_classes", None),
         label_dropout=cfg.conditioning.label_dropout if cfg.conditioning.enabled else 0.0,
         run_config=run_config,
+        ema_foreach=OmegaConf.select(cfg, "ema.foreach", default=True),
+        **speed_arguments(cfg),
     )
+
+
+def speed_arguments(cfg: DictConfig) -> dict[str, Any]:
+    """The fast paths of ``cfg.speed`` as DiffusionModule arguments (a config without ``speed``, e.g. an older
+    checkpoint's, gets the defaults)."""
+    select = partial(OmegaConf.select, cfg)
+    return {
+        "finite_check_every_n_steps": select("speed.finite_check_every_n_steps", default=1),
+        "channels_last": bool(select("speed.channels_last", default=False)),
+        "compile": bool(select("speed.compile", default=False)),
+        "compile_mode": select("speed.compile_mode", default=None),
+    }
 
 
 def instantiate_all(node: DictConfig | None) -> list[Any]:

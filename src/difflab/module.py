@@ -14,6 +14,7 @@ from difflab.ema import ExponentialMovingAverage
 from difflab.samplers import Sampler
 from difflab.samplers.base import StepCallback, randn_like
 from difflab.samplers.guidance import class_labels, guided_model_fn
+from difflab.speed import channels_last_format, clip_grad_norm, compile_networks
 from difflab.utils.checks import check_int, check_number
 from difflab.utils.seeding import Stream, derive_seed, per_sample_generators
 
@@ -48,9 +49,15 @@ class DiffusionModule(pl.LightningModule):
         num_classes: int | None = None,
         label_dropout: float = 0.0,
         run_config: dict[str, Any] | None = None,
+        finite_check_every_n_steps: int = 1,
+        ema_foreach: bool = True,
+        channels_last: bool = False,
+        compile: bool = False,
+        compile_mode: str | None = None,
     ) -> None:
         super().__init__()
         check_int("optim.warmup_steps", warmup_steps, 0)
+        check_int("speed.finite_check_every_n_steps", finite_check_every_n_steps, 1)
         self.backbone = backbone
         self.schedule = schedule
         self.diffusion = GaussianDiffusion(schedule)
@@ -62,8 +69,16 @@ class DiffusionModule(pl.LightningModule):
         self.num_classes = num_classes
         check_number("conditioning.label_dropout", label_dropout, 0.0, 1.0, high_open=True)
         self.label_dropout = label_dropout
-        self.ema = ExponentialMovingAverage(backbone, ema_decay, ema_power) if ema_decay is not None else None
+        self.memory_format = channels_last_format(channels_last, self.data_shape)
+        if self.memory_format == torch.channels_last:  # before the EMA copy, so that the copy is laid out alike
+            backbone.to(memory_format=self.memory_format)
+        self.ema = (ExponentialMovingAverage(backbone, ema_decay, ema_power, foreach=ema_foreach)
+                    if ema_decay is not None else None)
+        if compile:
+            compile_networks([backbone] + ([self.ema.shadow] if self.ema is not None else []), compile_mode)
         self.run_config = run_config
+        self.finite_check_every_n_steps = finite_check_every_n_steps
+        self._recent_losses: list[tuple[int, torch.Tensor]] = []  # (step, loss) not yet checked for finiteness
 
     # ----------------------------------------------------------------------------------- networks
     def sampling_network(self, use_ema: bool = True) -> nn.Module:
@@ -91,6 +106,7 @@ class DiffusionModule(pl.LightningModule):
     ) -> torch.Tensor:
         """The batch's mean loss. ``terms``, when given, receives the objective's per-sample terms and ``t``."""
         x0, y = batch[0], (batch[1] if len(batch) > 1 and self.num_classes else None)
+        x0 = x0.contiguous(memory_format=self.memory_format)
         if y is not None and self.training and self.label_dropout > 0:
             # Classifier-free guidance training: some labels become the null label num_classes.
             drop = torch.rand(y.shape, device=y.device, generator=generator) < self.label_dropout
@@ -117,22 +133,61 @@ class DiffusionModule(pl.LightningModule):
         torch.manual_seed(self._step_seed(batch_idx))
         terms: dict[str, torch.Tensor] = {}
         loss = self._loss(batch, terms=terms)
-        # Decided together (any rank), so that under DDP every rank stops at the same step instead of the
-        # others waiting for ever in the next all-reduce. Raised before backward: no optimizer step, no checkpoint.
-        if self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(loss)), all=False):
-            single = self.trainer.world_size == 1
-            where = "" if single else f" on some rank (rank {self.global_rank}'s is {loss.item()})"
-            what = loss.item() if single else "not finite"
-            raise FloatingPointError(f"the training loss is {what} at step {self.global_step + 1}{where}")
+        # The loss is read on the host only every finite_check_every_n_steps steps (and before anything uses the
+        # weights: a checkpoint, validation, scoring, the end of training), so that on a GPU the other steps queue
+        # their work without waiting for it. Raised before backward: no optimizer step follows the check.
+        self._recent_losses.append((self.global_step + 1, loss.detach()))
+        if (self.global_step + 1) % self.finite_check_every_n_steps == 0:
+            self.check_finite_loss()
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch[0].shape[0])
-        self._log_train_terms(terms, batch[0].shape[0])
+        if self._logs_this_step():
+            self._log_train_terms(terms, batch[0].shape[0])
         return loss
 
-    def on_before_optimizer_step(self, optimizer: Any) -> None:
-        # The 2-norm of all gradients together, before clipping (Lightning clips after this hook).
-        norms = [p.grad.detach().norm() for p in self.backbone.parameters() if p.grad is not None]
-        if norms:
-            self.log("train/grad_norm", torch.stack(norms).norm(), on_step=True, on_epoch=False)
+    def _logs_this_step(self) -> bool:
+        """Whether Lightning sends this step's values to the loggers (its log_every_n_steps cadence)."""
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
+
+    def check_finite_loss(self) -> None:
+        """Raise FloatingPointError naming the first step whose training loss was not finite, among the steps since
+        the last check (one host sync). Decided together over ranks: every rank calls it at the same point, so that
+        under DDP every rank stops at the same step instead of the others waiting for ever in the next all-reduce."""
+        recent, self._recent_losses = self._recent_losses, []
+        first: tuple[int, float] | None = None
+        if recent:
+            losses = torch.stack([loss.float() for _, loss in recent]).cpu()
+            bad = (~torch.isfinite(losses)).nonzero()
+            if len(bad):
+                first = (recent[int(bad[0])][0], float(losses[int(bad[0])]))
+        if not self.trainer.strategy.reduce_boolean_decision(first is not None, all=False):
+            return
+        if self.trainer.world_size == 1:
+            assert first is not None
+            raise FloatingPointError(f"the training loss is {first[1]} at step {first[0]}")
+        mine = torch.tensor(first[0] if first else 2**62, device=self.device)
+        step = int(self.trainer.strategy.reduce(mine, reduce_op="min"))
+        own = f"rank {self.global_rank}'s is " + (f"{first[1]} at step {first[0]}" if first else "finite")
+        raise FloatingPointError(f"the training loss is not finite at step {step} on some rank ({own})")
+
+    def on_validation_start(self) -> None:
+        if self.trainer.state.fn == "fit":
+            self.check_finite_loss()
+
+    def on_train_end(self) -> None:
+        self.check_finite_loss()
+
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
+    ) -> None:
+        # The 2-norm of all gradients together, before clipping, logged as train/grad_norm: one foreach kernel,
+        # reused by the clipping by norm instead of being computed a second time.
+        clip = (gradient_clip_algorithm or "norm") == "norm"
+        norm = clip_grad_norm(self.backbone.parameters(), gradient_clip_val if clip else None)
+        if norm is not None:
+            self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+        if not clip:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
         # The EMA is updated as part of the optimizer step, so any checkpoint taken after the step holds both.
@@ -179,10 +234,13 @@ class DiffusionModule(pl.LightningModule):
         indices = range(start_index, start_index + num_samples)
         generators = per_sample_generators(seed, indices, self.device)
         x_T = randn_like(torch.empty(num_samples, *self.data_shape, device=self.device), generators)
+        x_T = x_T.contiguous(memory_format=self.memory_format)
         y = class_labels(class_label, indices, self.num_classes, self.device)
         model_fn = self.model_fn(self.sampling_network(use_ema), y, guidance_scale)
         return sampler.sample(model_fn, x_T, self.objective.prediction_type, generators, callback)
 
     # ----------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._trainer is not None and self._trainer.state.fn == "fit":
+            self.check_finite_loss()  # never a checkpoint of weights that a non-finite loss has stepped
         checkpoint[CHECKPOINT_KEY] = {"config": self.run_config, "data_shape": list(self.data_shape)}

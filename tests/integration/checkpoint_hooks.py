@@ -103,3 +103,18 @@ class RecordingCheckpointIO(AtomicCheckpointIO):
         RECORDS.append({"file": Path(path).name, "step": checkpoint["global_step"], "csv": csv_values(run),
                         "tensorboard": tensorboard_values(run) if (run / "tensorboard").is_dir() else None})
         super().save_checkpoint(checkpoint, path, storage_options)
+
+
+class NanBatchOnRank:
+    """A callback that fills rank ``rank``'s batch of optimizer step ``step`` (1-based) with NaN, so that only that
+    rank's loss is not finite: ``+callbacks.nan_batch={_target_:checkpoint_hooks.NanBatchOnRank,rank:1,step:3}``."""
+
+    def __new__(cls, rank: int, step: int) -> Any:
+        import pytorch_lightning as pl
+
+        class _NanBatch(pl.Callback):
+            def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+                if trainer.global_rank == rank and trainer.global_step + 1 == step:
+                    batch[0].fill_(float("nan"))
+
+        return _NanBatch()

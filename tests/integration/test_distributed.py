@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import torch
 from conftest import run_cli
+
+HERE = Path(__file__).resolve().parent
 
 TINY = [
     "dataset=digits", "dataset.batch_size=16", "backbone.base_channels=16", "backbone.num_groups=8",
@@ -39,3 +45,21 @@ def test_multirun_with_ddp_cpu_keeps_one_directory_per_job(tmp_path):
         assert ckpt["difflab"]["config"]["schedule"]["name"] == schedule
         assert (sweep / job / "train_rank1.log").is_file()
     assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["cache"]
+
+
+def test_ddp_cpu_a_nan_on_one_rank_stops_every_rank_at_the_check_and_keeps_the_last_good_checkpoint(tmp_path):
+    """Rank 1's batch of step 3 is NaN; the loss is read every 4 steps (speed.finite_check_every_n_steps=4), so the
+    ranks decide together at step 4 (or before the checkpoint due after step 4): both stop, the message names step 3,
+    and the step-2 checkpoint is the last one. Neither rank waits for ever in an all-reduce (the timeout would say)."""
+    run = tmp_path / "run"
+    result = run_cli("train", "trainer=ddp_cpu", *TINY, "speed.finite_check_every_n_steps=4", "trainer.max_steps=6",
+                     "+callbacks.nan_batch={_target_:checkpoint_hooks.NanBatchOnRank,rank:1,step:3}",
+                     f"hydra.run.dir={run}", cwd=tmp_path, timeout=300,
+                     env={"PYTHONPATH": os.pathsep.join([str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])])})
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]  # either rank's report comes last
+    assert re.match(r"difflab-train: error: the training loss is not finite at step 3 on some rank \(rank "
+                    r"(0's is (nan at step 4|finite)|1's is nan at step 3)\): the run stopped there\. "
+                    r"Last good checkpoint: .*last\.ckpt \(step 2\)$", last), last
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == ["last.ckpt", "step_0000002.ckpt"]

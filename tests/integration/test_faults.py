@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import signal
@@ -174,6 +175,34 @@ def test_a_nan_loss_stops_the_run_at_once_and_keeps_the_last_good_checkpoint(tmp
     assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == ["last.ckpt", "step_0000004.ckpt"]
     losses = logged_losses(run)
     assert max(losses) == 4 and all(map(torch.isfinite, map(torch.tensor, losses.values())))
+
+
+@pytest.mark.parametrize("every, stops_at", [(4, 7), (16, 8)])
+def test_a_nan_loss_read_every_k_steps_stops_within_k_steps_and_no_checkpoint_holds_it(
+        every, stops_at, tmp_path, hydra_cleanup, monkeypatch):
+    """speed.finite_check_every_n_steps=k: the loss is read on the host every k steps and before each checkpoint.
+    A NaN at step 5: with k = 4 the check of step 8 finds it (before step 8's backward); with k = 16 the checkpoint
+    due after step 8 finds it. Either way the message names step 5, and the step-4 checkpoint is the last one."""
+    real_loss = DiffusionModule._loss
+
+    def loss_nan_at_step_5(self, batch, *args, **kwargs):
+        loss = real_loss(self, batch, *args, **kwargs)
+        return loss * float("nan") if self.training and self.global_step == 4 else loss
+
+    monkeypatch.setattr(DiffusionModule, "_loss", loss_nan_at_step_5)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingStopped) as stopped:
+        train(compose_config("train", [*TINY, f"speed.finite_check_every_n_steps={every}",
+                                       "trainer.val_check_interval=16"], run))
+    message = str(stopped.value)
+    assert "the training loss is nan at step 5" in message
+    assert f"Last good checkpoint: {run / 'checkpoints' / 'last.ckpt'} (step 4)" in message
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == ["last.ckpt", "step_0000004.ckpt"]
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "failed" and status["step"] == stops_at  # k = 4: step 8 raised before stepping
 
 
 def test_a_diverging_run_stops_with_one_line_and_exit_status_1(tmp_path):

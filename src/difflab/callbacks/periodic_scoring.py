@@ -89,6 +89,8 @@ class PeriodicScoring(pl.Callback):
     def _evaluate(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if not self.evaluator.metrics:
             return
+        if hasattr(pl_module, "check_finite_loss"):  # every rank: never score weights a non-finite loss has stepped
+            pl_module.check_finite_loss()
         start = time.perf_counter()
         results = self.evaluator.score(pl_module, trainer.datamodule, trainer.global_rank, trainer.world_size)
         self.seconds += time.perf_counter() - start

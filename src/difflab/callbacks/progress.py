@@ -14,7 +14,9 @@ class StepProgressBar(RichProgressBar):
     """Lightning's rich progress bar, counting optimizer steps (``Step 120/1800``) instead of the batches of an epoch.
 
     difflab trains in one endless epoch stopped by ``max_steps``, where Lightning's own bar would read
-    ``Epoch 0/-2`` with a batch count (micro-batches under gradient accumulation) and no total.
+    ``Epoch 0/-2`` with a batch count (micro-batches under gradient accumulation) and no total. The values it shows
+    (``train/loss``) are refreshed in the loggers' cadence (``trainer.log_every_n_steps``) and after validation,
+    not after every step: reading them is a device sync, which on a GPU would stall the queue of every step.
     """
 
     @property
@@ -28,5 +30,15 @@ class StepProgressBar(RichProgressBar):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        refresh = trainer.global_step % max(1, trainer.log_every_n_steps) == 0
+        if not refresh:
+            self._update_metrics_now = False
+        try:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        finally:
+            self._update_metrics_now = True
         self._update(self.train_progress_bar_id, trainer.global_step)
+
+    def _update_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if getattr(self, "_update_metrics_now", True):
+            super()._update_metrics(trainer, pl_module)
