@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import run_cli
 
@@ -47,6 +48,7 @@ def test_multirun_with_ddp_cpu_keeps_one_directory_per_job(tmp_path):
     assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["cache"]
 
 
+@pytest.mark.slow  # 25 s; the cadence and checkpoint guard are checked in one process in test_faults.py
 def test_ddp_cpu_a_nan_on_one_rank_stops_every_rank_at_the_check_and_keeps_the_last_good_checkpoint(tmp_path):
     """Rank 1's batch of step 3 is NaN; the loss is read every 4 steps (speed.finite_check_every_n_steps=4), so the
     ranks decide together at step 4 (or before the checkpoint due after step 4): both stop, the message names step 3,
