@@ -39,7 +39,7 @@ except ImportError as err:
     raise SystemExit(f"benchmarks/ need the peer libraries ({err.name} is missing): "
                      "pip install -e '.[bench]'") from None
 
-from difflab.backbones import UNet
+from difflab.backbones import UNet, count_parameters
 
 __all__ = [
     "SIZES",
@@ -53,7 +53,7 @@ __all__ = [
     "diffusers_config",
     "diffusers_unet",
     "load_difflab_weights",
-    "param_count",
+    "count_parameters",
 ]
 
 # Native resolution and channels of each size, and difflab's backbone settings for it.
@@ -86,11 +86,6 @@ def _check_size(size: str) -> dict:
     if size not in SIZES:
         raise ValueError(f"size={size!r} is not known; choose one of {sorted(SIZES)}")
     return SIZES[size]
-
-
-def param_count(module: nn.Module) -> int:
-    """Number of parameters of ``module`` (trainable or not)."""
-    return sum(p.numel() for p in module.parameters())
 
 
 def difflab_unet_kwargs(size: str, image_size: int | None = None) -> dict:
@@ -314,7 +309,7 @@ def main() -> None:
     print("parameters       small (16x16x1)   ddpm (32x32x3)")
     builders = [("difflab", difflab_unet), ("diffusers", diffusers_unet), ("ddpm-pytorch", ddpm_pytorch_unet)]
     for name, build in builders:
-        counts = [param_count(build(SIZES[s]["image_size"], s)) for s in ("small", "ddpm")]
+        counts = [count_parameters(build(SIZES[s]["image_size"], s)) for s in ("small", "ddpm")]
         print(f"{name:<14} {counts[0]:>13,} {counts[1]:>16,}")
 
     spec = SIZES[args.size]

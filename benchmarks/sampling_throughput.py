@@ -32,20 +32,20 @@ from typing import Callable
 
 import torch
 from peers import (  # benchmarks/peers.py (it names the extra when the peer libraries are missing)
+    NUM_TRAIN_TIMESTEPS,
     SIZES,
     DDIMPipeline,
     DDIMScheduler,
+    count_parameters,
     difflab_unet,
     diffusers_unet,
     load_difflab_weights,
-    param_count,
 )
 from torch import Tensor, nn
 
 from difflab.diffusion import make_schedule
 from difflab.samplers import make_sampler
 
-NUM_TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 1e-4, 0.02  # conf/schedule/linear.yaml: Ho et al. 2020
 
 
@@ -194,7 +194,7 @@ def main() -> None:
     for (fn, net), ts, n in zip(contenders, times, nfe):
         med = statistics.median(ts)
         medians.append(med)
-        print(f"{fn.label:<10} {fn.path:<36} {param_count(net):>11,} {med:>15.4f} "
+        print(f"{fn.label:<10} {fn.path:<36} {count_parameters(net):>11,} {med:>15.4f} "
               f"{f'({min(ts):.4f} - {max(ts):.4f})':>17} {args.batch / med:>9.1f} {args.batch * n / med:>10.1f}")
     print(f"\ntime ratio difflab / diffusers (median s/batch; lower is better for difflab): "
           f"{medians[0] / medians[1]:.3f}")

@@ -24,7 +24,7 @@ from contextlib import nullcontext
 
 import torch
 from hydra import compose, initialize_config_dir
-from peers import SIZES, DDPMPytorchStep, DiffusersStep, ddpm_pytorch_unet, diffusers_unet, param_count
+from peers import SIZES, DDPMPytorchStep, DiffusersStep, count_parameters, ddpm_pytorch_unet, diffusers_unet
 
 from difflab.builders import build_module
 from difflab.configs import CONFIG_DIR
@@ -113,15 +113,15 @@ def main() -> None:
     contenders: dict[str, tuple[Callable, int, bool]] = {}
     for name, overrides in FAST.items():
         module = difflab_module(args.size, overrides).to(device)
-        contenders[f"difflab ({name})"] = (DifflabStep(module), param_count(module.backbone), False)
+        contenders[f"difflab ({name})"] = (DifflabStep(module), count_parameters(module.backbone), False)
     if args.bf16:
         module = difflab_module(args.size, []).to(device)
-        contenders["difflab (defaults, bf16 autocast)"] = (DifflabStep(module), param_count(module.backbone), True)
+        contenders["difflab (defaults, bf16 autocast)"] = (DifflabStep(module), count_parameters(module.backbone), True)
     torch.manual_seed(0)
     net = diffusers_unet(size, args.size).to(device)
-    contenders["diffusers UNet2DModel"] = (DiffusersStep(net, size), param_count(net), False)
+    contenders["diffusers UNet2DModel"] = (DiffusersStep(net, size), count_parameters(net), False)
     net = ddpm_pytorch_unet(size, args.size).to(device)
-    contenders["denoising-diffusion-pytorch Unet"] = (DDPMPytorchStep(net, size), param_count(net), False)
+    contenders["denoising-diffusion-pytorch Unet"] = (DDPMPytorchStep(net, size), count_parameters(net), False)
     if args.only:
         contenders = {k: v for k, v in contenders.items() if any(o in k for o in args.only)}
 

@@ -110,9 +110,10 @@ def test_channels_last_on_points_is_refused_naming_the_setting(tmp_path, hydra_c
 
 
 def test_a_bad_compile_mode_is_refused_naming_the_modes(tmp_path, hydra_cleanup):
-    cfg = compose_config("train", ["speed.compile=true", "speed.compile_mode=fastest"], tmp_path)
-    with pytest.raises(ValueError, match=r"speed\.compile_mode='fastest' is not one of \[None, 'default'"):
-        build_module(cfg, DataFacts(shape=(1, 8, 8), num_classes=10))
+    for compile in ("true", "false"):  # refused even while compile is off
+        cfg = compose_config("train", [f"speed.compile={compile}", "speed.compile_mode=fastest"], tmp_path)
+        with pytest.raises(ValueError, match=r"speed\.compile_mode='fastest' is not one of \[None, 'default'"):
+            build_module(cfg, DataFacts(shape=(1, 8, 8), num_classes=10))
 
 
 def test_the_default_config_takes_the_plain_paths_and_a_foreach_ema(tmp_path, hydra_cleanup):

@@ -14,7 +14,7 @@ from difflab.ema import ExponentialMovingAverage
 from difflab.samplers import Sampler
 from difflab.samplers.base import StepCallback, randn_like
 from difflab.samplers.guidance import class_labels, guided_model_fn
-from difflab.speed import channels_last_format, clip_grad_norm, compile_networks
+from difflab.speed import channels_last_format, check_compile_mode, clip_grad_norm, compile_networks
 from difflab.utils.checks import check_int, check_number
 from difflab.utils.seeding import Stream, derive_seed, per_sample_generators
 
@@ -74,6 +74,7 @@ class DiffusionModule(pl.LightningModule):
             backbone.to(memory_format=self.memory_format)
         self.ema = (ExponentialMovingAverage(backbone, ema_decay, ema_power, foreach=ema_foreach)
                     if ema_decay is not None else None)
+        check_compile_mode(compile_mode)  # checked even while compile is off, so a typo never waits to bite
         if compile:
             compile_networks([backbone] + ([self.ema.shadow] if self.ema is not None else []), compile_mode)
         self.run_config = run_config

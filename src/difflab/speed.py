@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["COMPILE_MODES", "channels_last_format", "compile_networks", "clip_grad_norm"]
+__all__ = ["COMPILE_MODES", "channels_last_format", "check_compile_mode", "compile_networks", "clip_grad_norm"]
 
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -23,11 +23,16 @@ def channels_last_format(enabled: bool, data_shape: Sequence[int]) -> torch.memo
     return torch.channels_last
 
 
+def check_compile_mode(mode: str | None) -> None:
+    """Refuse a ``speed.compile_mode`` torch.compile does not know, naming the modes it does."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"speed.compile_mode={mode!r} is not one of {list(COMPILE_MODES)}")
+
+
 def compile_networks(networks: Iterable[nn.Module], mode: str | None = None) -> None:
     """``torch.compile`` each network in place (``nn.Module.compile``: its parameters and state-dict keys stay as
     they are, so checkpoints do not change). The first calls of each input shape pay the compilation."""
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"speed.compile_mode={mode!r} is not one of {list(COMPILE_MODES)}")
+    check_compile_mode(mode)
     for network in networks:
         network.compile(mode=mode)
 

@@ -155,14 +155,19 @@ def test_resume_auto_continues_the_newest_matching_run_or_starts_afresh(tmp_path
     assert min(logged_losses(third)) == 0
 
 
-def test_a_nan_loss_stops_the_run_at_once_and_keeps_the_last_good_checkpoint(tmp_path, hydra_cleanup, monkeypatch):
+def nan_training_loss_at_step(step: int, monkeypatch) -> None:
+    """Make the training loss of optimizer step ``step`` (1-based) NaN."""
     real_loss = DiffusionModule._loss
 
-    def loss_nan_at_step_6(self, batch, *args, **kwargs):
-        loss = real_loss(self, batch, *args, **kwargs)
-        return loss * float("nan") if self.training and self.global_step == 5 else loss
+    def loss(self, batch, *args, **kwargs):
+        value = real_loss(self, batch, *args, **kwargs)
+        return value * float("nan") if self.training and self.global_step == step - 1 else value
 
-    monkeypatch.setattr(DiffusionModule, "_loss", loss_nan_at_step_6)
+    monkeypatch.setattr(DiffusionModule, "_loss", loss)
+
+
+def test_a_nan_loss_stops_the_run_at_once_and_keeps_the_last_good_checkpoint(tmp_path, hydra_cleanup, monkeypatch):
+    nan_training_loss_at_step(6, monkeypatch)
     run = tmp_path / "run"
     with pytest.raises(TrainingStopped) as stopped:
         train(compose_config("train", TINY, run))
@@ -183,13 +188,7 @@ def test_a_nan_loss_read_every_k_steps_stops_within_k_steps_and_no_checkpoint_ho
     """speed.finite_check_every_n_steps=k: the loss is read on the host every k steps and before each checkpoint.
     A NaN at step 5: with k = 4 the check of step 8 finds it (before step 8's backward); with k = 16 the checkpoint
     due after step 8 finds it. Either way the message names step 5, and the step-4 checkpoint is the last one."""
-    real_loss = DiffusionModule._loss
-
-    def loss_nan_at_step_5(self, batch, *args, **kwargs):
-        loss = real_loss(self, batch, *args, **kwargs)
-        return loss * float("nan") if self.training and self.global_step == 4 else loss
-
-    monkeypatch.setattr(DiffusionModule, "_loss", loss_nan_at_step_5)
+    nan_training_loss_at_step(5, monkeypatch)
     run = tmp_path / "run"
     with pytest.raises(TrainingStopped) as stopped:
         train(compose_config("train", [*TINY, f"speed.finite_check_every_n_steps={every}",

@@ -30,15 +30,10 @@ class StepProgressBar(RichProgressBar):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        refresh = trainer.global_step % max(1, trainer.log_every_n_steps) == 0
-        if not refresh:
-            self._update_metrics_now = False
-        try:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        finally:
-            self._update_metrics_now = True
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         self._update(self.train_progress_bar_id, trainer.global_step)
 
     def _update_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if getattr(self, "_update_metrics_now", True):
-            super()._update_metrics(trainer, pl_module)
+        if trainer.training and trainer.global_step % max(1, trainer.log_every_n_steps):
+            return  # a training step between logging steps: reading the values would be a device sync
+        super()._update_metrics(trainer, pl_module)
