@@ -24,8 +24,8 @@ from difflab.metrics.naming import (
 from difflab.samplers import SAMPLERS, TIMESTEP_SPACINGS, make_sampler, sampler_defaults
 from difflab.utils.metric_names import higher_is_better, short_name
 
-DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmpp_2m": 20, "dpmpp_3m": 20, "dpmpp_2m_sde": 20, "unipc": 10, "euler": 50,
-                 "heun": 25}  # the conf files' steps
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmpp_2m": 20, "dpmpp_3m": 20, "dpmpp_2m_sde": 20, "dpmpp_3m_sde": 20,
+                 "unipc": 10, "euler": 50, "heun": 25}  # the conf files' steps
 
 
 def conf_node(name: str) -> dict:
@@ -80,6 +80,9 @@ def test_names_at_default_settings_are_unchanged(name):
     ({"name": "dpmpp_3m", "steps": 20}, "dpmpp3m20"),
     ({"name": "dpmpp_3m", "steps": 8, "timestep_spacing": "logsnr"}, "dpmpp3m8-logsnr"),
     ({"name": "dpmpp_2m_sde", "steps": 20, "karras_sigmas": True}, "dpmpp2msde20-karras"),
+    ({"name": "dpmpp_2m_sde", "steps": 10, "eta": 0.5}, "dpmpp2msde10-eta0.5"),
+    ({"name": "dpmpp_3m_sde", "steps": 10, "eta": 1.0}, "dpmpp3msde10"),
+    ({"name": "dpmpp_3m_sde", "steps": 10, "eta": 0}, "dpmpp3msde10-eta0"),
     ({"name": "unipc", "steps": 10}, "unipc10"),
     ({"name": "unipc", "steps": 10, "final_sigmas_type": "sigma_min", "lower_order_final": False},
      "unipc10-sigmamin-nolowerfinal"),
@@ -167,7 +170,9 @@ def grid(name: str) -> list[dict]:
                   {"s_churn": 40, "s_tmin": 0.5}, {"s_churn": 40, "s_tmax": 2.0}],
     }
     own["heun"] = own["euler"]
-    own["dpmpp_3m"] = own["dpmpp_2m_sde"] = own["unipc"] = own["dpmpp_2m"]
+    own["dpmpp_3m"] = own["unipc"] = own["dpmpp_2m"]
+    own["dpmpp_2m_sde"] = own["dpmpp_3m_sde"] = [*own["dpmpp_2m"], {"eta": 1}, {"eta": 1.0}, {"eta": 0.5}, {"eta": 0},
+                                                 {"eta": 0.5, "karras_sigmas": True}]
     settings = [{"name": name, "steps": 5, **s} for s in [*shared, *own[name]]]
     if "final_sigmas_type" in defaults:  # sigma_min needs a last timestep above 0: trailing without karras_sigmas
         settings = [s for s in settings if not (s.get("final_sigmas_type") == "sigma_min" and (

@@ -659,7 +659,7 @@ def test_learned_range_with_the_true_reverse_variance_is_exact(schedule):
             "nope",
             {},
             r"sampler\.name='nope' is not known; choose one of \['ddim', 'ddpm', 'dpmpp_2m', 'dpmpp_2m_sde', "
-            r"'dpmpp_3m', 'euler', 'heun', 'unipc'\]",
+            r"'dpmpp_3m', 'dpmpp_3m_sde', 'euler', 'heun', 'unipc'\]",
         ),
     ],
 )

@@ -4,7 +4,8 @@ ddpm          Ho et al. 2020 ancestral sampling (fixed_small | fixed_large | lea
 ddim          Song et al. 2021 (eta >= 0)
 dpmpp_2m      Lu et al. 2022, DPM-Solver++(2M)
 dpmpp_3m      Lu et al. 2022, DPM-Solver++(3M) (third-order multistep)
-dpmpp_2m_sde  Lu et al. 2022, DPM-Solver++(2M) SDE (stochastic)
+dpmpp_2m_sde  Lu et al. 2022, DPM-Solver++(2M) SDE (stochastic, noise scale eta)
+dpmpp_3m_sde  Lu et al. 2022, DPM-Solver++(3M) SDE (stochastic, noise scale eta)
 unipc         Zhao et al. 2023, UniPC (bh2, order 2: DPM-Solver++(2M) steps with the UniC corrector)
 euler         Karras et al. 2022, Euler (Alg. 2 without the correction; optional churn)
 heun          Karras et al. 2022, Heun (Alg. 1 / Alg. 2)
@@ -19,7 +20,12 @@ from difflab.diffusion.schedules import NoiseSchedule
 from difflab.samplers.base import TIMESTEP_SPACINGS, Sampler, dynamic_threshold, randn_like, select_timesteps
 from difflab.samplers.ddim import DDIMSampler
 from difflab.samplers.ddpm import DDPMSampler
-from difflab.samplers.dpm_solver import DPMSolverPP2MSampler, DPMSolverPP2MSDESampler, DPMSolverPP3MSampler
+from difflab.samplers.dpm_solver import (
+    DPMSolverPP2MSampler,
+    DPMSolverPP2MSDESampler,
+    DPMSolverPP3MSampler,
+    DPMSolverPP3MSDESampler,
+)
 from difflab.samplers.karras import EulerSampler, HeunSampler
 from difflab.samplers.multistep import MULTISTEP_SPACINGS
 from difflab.samplers.unipc import UniPCSampler
@@ -30,6 +36,7 @@ SAMPLERS: dict[str, type[Sampler]] = {
     "dpmpp_2m": DPMSolverPP2MSampler,
     "dpmpp_3m": DPMSolverPP3MSampler,
     "dpmpp_2m_sde": DPMSolverPP2MSDESampler,
+    "dpmpp_3m_sde": DPMSolverPP3MSDESampler,
     "unipc": UniPCSampler,
     "euler": EulerSampler,
     "heun": HeunSampler,
@@ -43,6 +50,7 @@ __all__ = [
     "DPMSolverPP2MSampler",
     "DPMSolverPP2MSDESampler",
     "DPMSolverPP3MSampler",
+    "DPMSolverPP3MSDESampler",
     "EulerSampler",
     "HeunSampler",
     "MULTISTEP_SPACINGS",

@@ -71,9 +71,11 @@ def logsnr_sigma_levels(sigma_min: float, sigma_max: float, n: int) -> np.ndarra
     return np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min), n))
 
 
-def multistep_x0(x0s: Sequence[torch.Tensor], h_prev: Sequence[float], h: float, order: int) -> torch.Tensor:
+def multistep_x0(x0s: Sequence[torch.Tensor], h_prev: Sequence[float], h: float, order: int,
+                 rate: float = 1.0) -> torch.Tensor:
     """The x0 that DPM-Solver++ of ``order`` (1, 2 or 3; Lu et al. 2022) puts into the exponential-integrator step
-    x_n = (sigma_n / sigma_s) x + alpha_n (1 - exp(-h)) D.
+    x_n = (sigma_n / sigma_s) x + alpha_n (1 - exp(-h)) D (``rate`` 1, the ODE), or into the SDE step whose x0 weight
+    is alpha_n (1 - exp(-rate h)) (``rate`` = 1 + eta, dpm_solver.py): the phi below are then taken at H = rate h.
 
     ``x0s`` are the x0 predictions, the newest (at the step's start s) last; ``h_prev`` the lambda steps between
     them (h_prev[-1] = lambda_s - lambda of the one before). With backward differences in lambda, r_k = h_prev[-k] / h,
@@ -86,7 +88,8 @@ def multistep_x0(x0s: Sequence[torch.Tensor], h_prev: Sequence[float], h: float,
     / 2 (x0' = dx0/dlambda), whereas integrating the Taylor expansion of x0 over the step weights h^2 x0'' by phi_3:
     the D2 term counts it half, so the step is exact for x0 linear in lambda but not for quadratic x0 (local error
     O(h^3)) and dpmpp_3m converges at second order, with a smaller error than dpmpp_2m (measured in
-    tests/samplers/test_new_multistep_samplers.py).
+    tests/samplers/test_new_multistep_samplers.py). With rate = 2 (the SDE) the same holds with H = 2h: phi_2 / phi_1
+    weights D1 exactly and phi_3 / phi_1 weights D2 half (tests/samplers/test_sde_samplers.py).
     """
     if order == 1:
         return x0s[-1]
@@ -99,9 +102,10 @@ def multistep_x0(x0s: Sequence[torch.Tensor], h_prev: Sequence[float], h: float,
     r2 = h_prev[-2] / h
     d2 = (d1_0 - (x0s[-2] - x0s[-3]) / r2) / (r1 + r2)
     d1 = d1_0 + r1 * d2
-    phi_1 = -float(np.expm1(-h))
-    phi_2 = 1.0 - phi_1 / h
-    phi_3 = 0.5 - (h - phi_1) / h**2
+    H = rate * h
+    phi_1 = -float(np.expm1(-H))
+    phi_2 = 1.0 - phi_1 / H
+    phi_3 = 0.5 - (H - phi_1) / H**2
     return x0s[-1] + (phi_2 / phi_1) * d1 + (phi_3 / phi_1) * d2
 
 
@@ -197,8 +201,13 @@ class MultistepSampler(Sampler):
         else:
             levels = logsnr_sigma_levels(table[0], table[-1], int(self.steps))
             option, kind = "sampler.timestep_spacing='logsnr'", "log-SNR levels"
-        # stacklevel 4: the caller of the sampler's constructor (or make_sampler); subclasses define no __init__
-        return levels_to_timesteps(levels, table, option, kind, stacklevel=4)
+        return levels_to_timesteps(levels, table, option, kind, stacklevel=self._constructor_caller_level())
+
+    def _constructor_caller_level(self) -> int:
+        """The warnings stacklevel, counted from ``_select_timesteps`` (level 1), of the code that constructed the
+        sampler (or make_sampler): one level more for each ``__init__`` in the class's chain (their calls lie
+        between)."""
+        return 2 + sum(1 for cls in type(self).__mro__ if issubclass(cls, Sampler) and "__init__" in vars(cls))
 
     def alpha_bars(self) -> tuple[torch.Tensor, torch.Tensor]:
         """float64 alpha-bar at each selected timestep and after each step (1.0, or abar_0 for "sigma_min", at the
