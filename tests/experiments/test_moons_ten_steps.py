@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import json
 
-from conftest import REPO_ROOT, run_cli
+from conftest import REPO_ROOT, compose_config, run_cli
 from study_scripts import load_script
+
+from difflab.report import report
 
 STUDY = REPO_ROOT / "experiments" / "moons_ten_steps"
 TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "evaluation.every_n_steps=3",
@@ -17,7 +19,7 @@ TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "evaluation.every
 
 
 
-def test_the_study_runs_end_to_end_at_tiny_settings(tmp_path):
+def test_the_study_runs_end_to_end_at_tiny_settings(tmp_path, hydra_cleanup):
     sweep = tmp_path / "sweep"
     done = run_cli("train", "-m", "experiment=moons_ten_steps", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -35,9 +37,8 @@ def test_the_study_runs_end_to_end_at_tiny_settings(tmp_path):
     assert not list(copied.rglob("*.ckpt")) and (copied / "0" / "status.json").is_file()
 
     out = tmp_path / "study"
-    done = run_cli("report", f"sweeps={copied}", "select=[val/two_d*]", "paired_by=seed", f"out_dir={out}",
-                   "name=results", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    report(compose_config("report", [f"sweeps={copied}", "select=[val/two_d*]", "paired_by=seed", f"out_dir={out}",
+                                     "name=results"], tmp_path))
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 8
     paired = list(csv.DictReader(open(out / "paired.csv")))

@@ -118,3 +118,22 @@ class NanBatchOnRank:
                     batch[0].fill_(float("nan"))
 
         return _NanBatch()
+
+
+class Stopped(Exception):
+    """Raised by :class:`StopAfterStep`: the run dies there, as a killed one would."""
+
+
+class StopAfterStep:
+    """A callback that raises :class:`Stopped` once optimizer step ``step`` is over and checkpointed (at the start of
+    the next batch): ``{_target_: checkpoint_hooks.StopAfterStep, step: 4}``."""
+
+    def __new__(cls, step: int) -> Any:
+        import pytorch_lightning as pl
+
+        class _Stop(pl.Callback):
+            def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+                if trainer.global_step == step:
+                    raise Stopped(f"stopped after step {step}")
+
+        return _Stop()

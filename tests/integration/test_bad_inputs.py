@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-from conftest import code_running_pickle, compose_config, run_cli
+from cli_driver import run_commands
+from conftest import code_running_pickle, compose_config
 
 from difflab.train import train
 
@@ -87,43 +82,39 @@ def test_the_table_holds_every_case(tmp_path):
 
 
 def test_a_table_of_bad_inputs_each_stops_early_with_one_line(checkpoint, tmp_path):
-    """Every case runs ``difflab-train``'s entry point as the console script does, all in one subprocess
-    (bad_input_driver.py): its exit status, its standard error's last line, and the files it left."""
+    """Every case runs ``difflab-train``'s entry point as the console script does, all in one process
+    (cli_driver.py): its exit status, its standard error's last line, and the files it left."""
     cases = bad_inputs(checkpoint, tmp_path)
-    argument_lists = []
+    commands = []
     for index, (overrides, _) in enumerate(cases):
         run_dir = ([o for o in overrides if o.startswith("hydra.run.dir=")]
                    or [f"hydra.run.dir={tmp_path / f'run{index}'}"])
-        argument_lists.append([*TINY, *[o for o in overrides if not o.startswith("hydra.run.dir=")], *run_dir])
-    env = {**os.environ, "DIFFLAB_ROOT": str(tmp_path), "PYTHONWARNINGS": "ignore",
-           "TORCH_HOME": str(tmp_path / "torch")}
-    env.pop("HYDRA_FULL_ERROR", None)
-    driver = subprocess.run([sys.executable, str(Path(__file__).with_name("bad_input_driver.py"))],
-                            input=json.dumps(argument_lists), cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=900)
-    assert driver.returncode == 0, driver.stderr[-3000:]
-    outcomes = [json.loads(line) for line in driver.stdout.splitlines() if line.startswith("{")]
-    assert len(outcomes) == len(cases), driver.stdout[-3000:]
+        commands.append(["train", *TINY, *[o for o in overrides if not o.startswith("hydra.run.dir=")], *run_dir])
+    outcomes = run_commands(commands, tmp_path, env={"TORCH_HOME": str(tmp_path / "torch")})
     problems = []
     for index, ((overrides, expected), outcome) in enumerate(zip(cases, outcomes)):
-        lines = outcome["stderr"].strip().splitlines()
+        lines = outcome.stderr.strip().splitlines()
         last = lines[-1] if lines else ""
-        if (outcome["code"] == 0 or not last.startswith("difflab-train: error:") or expected not in last
-                or "Traceback" in outcome["stderr"]):
-            problems.append(f"{overrides}: exit {outcome['code']}, last line {last!r}")
+        if (outcome.returncode == 0 or not last.startswith("difflab-train: error:") or expected not in last
+                or "Traceback" in outcome.stderr):
+            problems.append(f"{overrides}: exit {outcome.returncode}, last line {last!r}")
         run_dir = tmp_path / f"run{index}"
         if (run_dir / "checkpoints").exists() or list(run_dir.glob("**/*.ckpt")) or list(run_dir.glob("**/*.tmp")):
             problems.append(f"{overrides}: left files behind in {run_dir}")
-        print(f"exit {outcome['code']}  {' '.join(overrides)[:60]:60s} {last[:150]}")
+        print(f"exit {outcome.returncode}  {' '.join(overrides)[:60]:60s} {last[:150]}")
     assert not problems, "\n".join(problems)
 
 
 def test_a_checkpoint_that_would_run_code_is_refused_not_executed(tmp_path):
+    """difflab-train, difflab-sample and difflab-evaluate, each through its entry point (cli_driver.py)."""
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.ckpt"
     evil.write_bytes(code_running_pickle(marker, "difflab"))
-    for program, extra in (("train", TINY), ("sample", []), ("evaluate", [])):
-        result = run_cli(program, *extra, f"ckpt_path={evil}", f"hydra.run.dir={tmp_path / program}", cwd=tmp_path)
-        assert result.returncode == 2, result.stderr[-2000:]
-        assert "is not a loadable checkpoint" in result.stderr.strip().splitlines()[-1]
+    programs = [("train", TINY), ("sample", []), ("evaluate", [])]
+    outcomes = run_commands([[program, *extra, f"ckpt_path={evil}", f"hydra.run.dir={tmp_path / program}"]
+                             for program, extra in programs], tmp_path)
+    for (program, _), result in zip(programs, outcomes):
+        assert result.returncode == 2, (program, result.stderr[-2000:])
+        assert result.stderr.strip().splitlines()[-1].startswith(
+            f"difflab-{program}: error: ckpt_path={str(evil)!r} is not a loadable checkpoint"), result.stderr[-2000:]
         assert not marker.exists()

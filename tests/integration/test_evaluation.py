@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+from pathlib import Path
 from unittest import mock
 
 import pytest
 import torch
 import yaml
+from cli_driver import run_commands
 from conftest import compose_config, run_cli
 
 from difflab.metrics import INCEPTION_FILE, INCEPTION_URL
@@ -58,28 +61,40 @@ def test_inception_features_run_end_to_end_with_weights_present(tmp_path, incept
     assert len(cached) == 1  # the reference statistics were cached under a key naming dataset, split, extractor, n
 
 
-def test_missing_inception_weights_stop_the_run_before_training(tmp_path):
-    result = run_cli("train", "features=inception", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
-                     env={"TORCH_HOME": str(tmp_path / "torch")})
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    """difflab-train with features it cannot use, through its entry point (both in one process, cli_driver.py): the
+    directory each was given (also its TORCH_HOME) and the outcome."""
+    root = tmp_path_factory.mktemp("refused")
+    runs = {"no weights": ["features=inception"],
+            "3 channels": ["dataset=shapes", "dataset.channels=3", "backbone=unet_small", "metrics=[fid]",
+                           "features=digits"]}
+    outcomes = run_commands([["train", *args, f"hydra.run.dir={root / name / 'run'}"] for name, args in runs.items()],
+                            root, env={"TORCH_HOME": str(root / "no weights" / "torch")})
+    return {name: (root / name, outcome) for name, outcome in zip(runs, outcomes)}
+
+
+def test_missing_inception_weights_stop_the_run_before_training(refused):
+    directory, result = refused["no weights"]
     assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("difflab-train: error:") and "Traceback" not in result.stderr
     assert INCEPTION_FILE in message and INCEPTION_URL in message and "features.weights_path" in message
-    assert str(tmp_path / "torch" / "hub" / "checkpoints") in message
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert str(directory / "torch" / "hub" / "checkpoints") in message
+    assert not (directory / "run" / "checkpoints").exists()
 
 
-def test_an_extractor_that_cannot_read_the_data_is_rejected_before_training(tmp_path):
-    result = run_cli("train", "dataset=shapes", "dataset.channels=3", "backbone=unet_small", "metrics=[fid]",
-                     "features=digits",
-                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+def test_an_extractor_that_cannot_read_the_data_is_rejected_before_training(refused):
+    _, result = refused["3 channels"]
     assert result.returncode == 2
     assert "features=digits-lenet scores 1-channel images, but the dataset gives 3-channel images" in result.stderr
 
 
+@pytest.mark.slow  # ~40 s: a DDP run and an evaluation sweep, each a command of its own
 def test_ddp_fid_equals_one_process_and_evaluate_sweeps_samplers(tmp_path):
     """The callback's FID under trainer=ddp_cpu (each rank draws half the samples) equals difflab-evaluate's
-    single-process FID of the same checkpoint and seed; a --multirun over steps writes one row per run."""
+    single-process FID of the same checkpoint and seed; a --multirun over steps writes one row per run.
+    Default-run guard: test_distributed.py::test_fid_and_kid_under_ddp_equal_a_single_process_evaluation."""
     run = tmp_path / "run"
     result = run_cli("train", "trainer=ddp_cpu", *TINY, "metrics=[fid,kid]", "metrics.fid.num_samples=60",
                      "metrics.kid.num_samples=60", "metrics.kid.subset_size=30", "evaluation.every_n_steps=4",

@@ -7,8 +7,11 @@ import json
 
 import pytest
 import torch
+from cli_driver import run_commands
 from conftest import compose_config, run_cli
 
+from difflab.errors import ConfigError
+from difflab.evaluate import evaluate_recorded
 from difflab.train import train
 
 TINY = ["dataset.batch_size=16", "backbone.base_channels=16", "backbone.num_groups=8", "backbone.num_res_blocks=1",
@@ -56,26 +59,30 @@ def sweep_rows(checkpoint, tmp_path, *overrides: str) -> list[dict]:
 
 
 def test_a_sweep_over_ddim_eta_logs_one_name_per_setting_and_resumes(checkpoint, tmp_path):
-    axes = ["metrics=[fid]", "metrics.fid.num_samples=20", "batch_size=20", "sampler=ddim", "sampler.steps=2"]
-    rows = sweep_rows(checkpoint, tmp_path, *axes, "sampler.eta=0,1", "resume=auto")
+    """Four ``difflab-evaluate --multirun`` commands on one sweep directory, run one after another through the entry
+    point (cli_driver.py): the sweep, the same sweep with resume=auto, other axes, and the same sweep without it."""
+    sweep = tmp_path / "sweep"
+    axes = ["--multirun", f"ckpt_path={checkpoint}", "metrics=[fid]", "metrics.fid.num_samples=20", "batch_size=20",
+            "sampler=ddim", "sampler.steps=2", f"hydra.sweep.dir={sweep}"]
+    (first,) = run_commands([["evaluate", *axes, "sampler.eta=0,1", "resume=auto"]], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = json.loads((sweep / "results.json").read_text())
     assert [json.loads(r["metric_names"]) for r in rows] == [["val/fid_digits-lenet_n20_ddim2"],
                                                              ["val/fid_digits-lenet_n20_ddim2-eta1"]]
     assert [r["sampler.eta"] for r in rows] == [0, 1] and rows[0]["fid"] != rows[1]["fid"]
-    # the same command again with resume=auto: both jobs are skipped, their files untouched, no row added
-    job_files = sorted((tmp_path / "sweep").glob("*/results.json"))
+    job_files = sorted(sweep.glob("*/results.json"))
     stamps = [f.stat().st_mtime_ns for f in job_files]
-    assert sweep_rows(checkpoint, tmp_path, *axes, "sampler.eta=0,1", "resume=auto") == rows
-    assert [f.stat().st_mtime_ns for f in job_files] == stamps and len(job_files) == 2
-    # other axes in the same sweep directory: job 0 would be another evaluation, refused in one line
-    refused = run_cli("evaluate", "--multirun", f"ckpt_path={checkpoint}", *axes, "sampler.eta=1,0", "resume=auto",
-                      f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    again, refused, fresh = run_commands([
+        ["evaluate", *axes, "sampler.eta=0,1", "resume=auto"],  # the same command: both jobs skipped, no row added
+        ["evaluate", *axes, "sampler.eta=1,0", "resume=auto"],  # other axes: job 0 would be another evaluation
+        ["evaluate", *axes, "sampler.eta=0,1"],  # without resume=auto: would overwrite the jobs and add their rows
+    ], tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "holds this evaluation finished: skipped" in again.stdout
     assert refused.returncode == 2 and "holds an evaluation of other overrides" in refused.stderr
-    # the same command without resume=auto would overwrite the finished jobs and add their rows again: refused
-    fresh = run_cli("evaluate", "--multirun", f"ckpt_path={checkpoint}", *axes, "sampler.eta=0,1",
-                    f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert fresh.returncode == 2 and "holds a finished evaluation; add resume=auto" in fresh.stderr
-    assert [f.stat().st_mtime_ns for f in job_files] == stamps
-    assert json.loads((tmp_path / "sweep" / "results.json").read_text()) == rows
+    assert [f.stat().st_mtime_ns for f in job_files] == stamps and len(job_files) == 2
+    assert json.loads((sweep / "results.json").read_text()) == rows
 
 
 def test_one_set_of_samples_scored_against_train_and_val_equals_two_separate_runs(checkpoint, tmp_path):
@@ -99,11 +106,13 @@ def test_one_set_of_samples_scored_against_train_and_val_equals_two_separate_run
     assert both["fid"] != both["fid_refval"]  # two different references
 
 
-def test_a_bad_reference_split_stops_before_any_work(checkpoint, tmp_path):
-    result = run_cli("evaluate", f"ckpt_path={checkpoint}", "metrics=[fid]", "reference.split=[train,test]",
-                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].endswith(
+def test_a_bad_reference_split_stops_before_any_work(checkpoint, tmp_path, hydra_cleanup):
+    """The ConfigError difflab-evaluate prints as its one line (exit status 2), raised before any sample is drawn."""
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError) as refused:
+        evaluate_recorded(compose_config("evaluate", [f"ckpt_path={checkpoint}", "metrics=[fid]",
+                                                      "reference.split=[train,test]"], run))
+    assert str(refused.value) == (
         "reference.split=['train', 'test'] must be one of ['train', 'val'] or a list of them without repeats, "
         "e.g. [train,val]")
-    assert not (tmp_path / "run" / "results.json").exists()
+    assert not (run / "results.json").exists()

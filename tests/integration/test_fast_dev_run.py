@@ -12,7 +12,9 @@ BACKBONE = {"moons": "mlp", "digits": "unet_tiny", "shapes": "unet_small"}
 
 @pytest.mark.parametrize("dataset", sorted(BACKBONE))
 def test_fast_dev_run(dataset, tmp_path, hydra_cleanup):
-    cfg = compose_config("train", [f"dataset={dataset}", f"backbone={BACKBONE[dataset]}", "debug=fdr"], tmp_path)
+    # the end-of-run evaluation samples in 2 steps (not 20): its 1,000 digits would take most of the time
+    cfg = compose_config("train", [f"dataset={dataset}", f"backbone={BACKBONE[dataset]}", "debug=fdr",
+                                   "evaluation.sampler.steps=2"], tmp_path)
     metrics = train(cfg)
     assert metrics["train/loss"] > 0 and metrics["val/loss"] > 0
     assert (tmp_path / "samples" / "final.png").is_file()

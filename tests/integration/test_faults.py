@@ -139,19 +139,21 @@ def test_every_checkpoint_is_written_after_the_values_logged_before_it_are_on_di
             assert step in values[fid], (record["file"], step, source)  # this step's evaluation (best.ckpt reads it)
 
 
-def test_resume_auto_continues_the_newest_matching_run_or_starts_afresh(tmp_path, hydra_cleanup):
-    short = [o for o in TINY if not o.startswith("trainer.max_steps")]
-    first = tmp_path / "outputs" / "train" / "runs" / "first"
-    process = start([*short, "trainer.max_steps=4", f"hydra.run.dir={first}"], tmp_path)
-    finish(process)
+def test_resume_auto_continues_the_newest_matching_run_or_starts_afresh(tmp_path, hydra_cleanup, one_thread):
+    short = [o for o in TINY if not o.startswith("trainer.max_steps")] + [f"paths.root_dir={tmp_path}"]
+    runs = tmp_path / "outputs" / "train" / "runs"
+    train(compose_config("train", [*short, "trainer.max_steps=4"], runs / "first"))
     # Same overrides (max_steps may differ) in a new directory: continues from the first run's last.ckpt.
-    second = tmp_path / "outputs" / "train" / "runs" / "second"
-    finish(start([*short, "trainer.max_steps=8", "resume=auto", f"hydra.run.dir={second}"], tmp_path))
+    second = runs / "second"
+    train(compose_config("train", [*short, "trainer.max_steps=8", "resume=auto"], second))
+    assert json.loads((second / "status.json").read_text())["resumed_from"] == str(
+        runs / "first" / "checkpoints" / "last.ckpt")
     assert torch.load(second / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
     assert min(logged_losses(second)) == 4  # logged steps count from 0: the 5th step is step 4
     # Other overrides: nothing to continue, a fresh run.
-    third = tmp_path / "outputs" / "train" / "runs" / "third"
-    finish(start([*short, "trainer.max_steps=4", "seed=1", "resume=auto", f"hydra.run.dir={third}"], tmp_path))
+    third = runs / "third"
+    train(compose_config("train", [*short, "trainer.max_steps=4", "seed=1", "resume=auto"], third))
+    assert json.loads((third / "status.json").read_text())["resumed_from"] is None
     assert min(logged_losses(third)) == 0
 
 

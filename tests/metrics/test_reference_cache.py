@@ -8,10 +8,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import code_running_pickle, run_cli
+from conftest import code_running_pickle, compose_config, run_cli
 from torch import nn
 
 from difflab.metrics.reference import FORMAT_VERSION, cache_file, load_cached, reference_key, reference_statistics
+from difflab.train import train
 
 N, D = 24, 5
 
@@ -100,18 +101,20 @@ def test_an_unusable_cache_file_is_rebuilt_with_one_warning_naming_it(kind, imag
     assert not marker.exists()
 
 
-def test_a_run_whose_cached_statistics_were_truncated_rebuilds_them_and_goes_on(tmp_path):
-    """Through difflab-train: a truncated cache file gives one warning naming it, not torch's zip traceback."""
+def test_a_run_whose_cached_statistics_were_truncated_rebuilds_them_and_goes_on(
+        tmp_path, monkeypatch, hydra_cleanup, one_thread):
+    """Through difflab-train: a truncated cache file gives one warning naming it, not torch's zip traceback (the
+    first run, which writes the file, trains in this process)."""
     args = ["dataset.batch_size=16", "backbone.base_channels=16", "backbone.num_groups=8", "backbone.num_res_blocks=1",
             "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
             "callbacks.sample_grid.every_n_steps=100", "callbacks.rich_progress_bar=null", "metrics=[fid]",
             "metrics.fid.num_samples=8", "evaluation.reference.num_samples=16", "evaluation.every_n_steps=2",
             "evaluation.sampler.steps=2", "evaluation.batch_size=8"]
-    env = {"PYTHONWARNINGS": "default"}  # as a user's shell has it (run_cli ignores warnings otherwise)
-    first = run_cli("train", *args, f"hydra.run.dir={tmp_path / 'first'}", cwd=tmp_path, env=env)
-    assert first.returncode == 0, first.stderr[-3000:]
+    monkeypatch.setenv("DIFFLAB_ROOT", str(tmp_path))  # as run_cli sets it
+    train(compose_config("train", args, tmp_path / "first"))
     (path,) = (tmp_path / "outputs" / "cache").glob("digits_train_*_n16_*.pt")
     path.write_bytes(path.read_bytes()[:1000])
+    env = {"PYTHONWARNINGS": "default"}  # as a user's shell has it (run_cli ignores warnings otherwise)
     second = run_cli("train", *args, f"hydra.run.dir={tmp_path / 'second'}", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Traceback" not in second.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 
+import pytest
 import yaml
 from conftest import run_cli
 from sweep_settings import ONE_THREAD, TINY, job_dirs, scored, status
@@ -14,7 +15,9 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@pytest.mark.slow  # ~40 s: the sweep's process and each loky worker import torch and Lightning
 def test_two_joblib_jobs_finish_each_on_its_share_of_the_cores(tmp_path):
+    """Default-run guard: test_launchers_unit.py::test_a_joblib_job_takes_its_share_of_the_cores_as_threads."""
     sweep = tmp_path / "sweep"
     result = run_cli("train", "--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                      f"hydra.sweep.dir={sweep}", *TINY, "seed=0,1", cwd=tmp_path, env=ONE_THREAD, timeout=300)

@@ -1,20 +1,29 @@
-"""The difflab side of the launcher presets and of the search, in process: thread shares, the submitit sizing
-resolvers (for difflab-train and difflab-evaluate), the refusals, the study storage, a requeued job's resume, and
-the metric a trial returns."""
+"""The difflab side of the launcher presets and of the search, in process: thread shares, a joblib or submitit job's
+setup in its own process, the submitit sizing resolvers (for difflab-train and difflab-evaluate), the refusals, the
+study storage, a requeued job's resume, and the metric a trial returns."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
+import submitit
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from difflab.configs import CONFIG_DIR
 from difflab.errors import ConfigError
+from difflab.sweeps import launchers
 from difflab.sweeps.launchers import (
+    THREAD_ENV_VARS,
+    SweepSetup,
     launcher_kind,
     objective_refusal,
     prepare_study_storage,
@@ -86,6 +95,51 @@ def test_submitit_presets_size_an_evaluation_job_from_its_device(launcher, devic
     assert refusal(cfg) is None
     node = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert node["gpus_per_node"] == gpus and node["tasks_per_node"] == 1 and node["nodes"] == 1
+
+
+@pytest.fixture
+def thread_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Restore torch's threads and the thread variables a job's setup changes."""
+    previous = torch.get_num_threads()
+    for name in THREAD_ENV_VARS:
+        monkeypatch.setenv(name, os.environ.get(name, "1"))
+    yield
+    torch.set_num_threads(previous)
+
+
+def job_start(config: DictConfig, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Run the sweep callback's setup of a job as Hydra does in the job's process; its log lines."""
+    with caplog.at_level(logging.INFO, logger=launchers.__name__):
+        SweepSetup().on_job_start(config)
+    return [r.getMessage() for r in caplog.records if r.name == launchers.__name__]
+
+
+def test_a_joblib_job_takes_its_share_of_the_cores_as_threads(thread_settings, monkeypatch, caplog, hydra_cleanup):
+    cfg = hydra_config(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
+    cfg.hydra.job.num = 1
+    monkeypatch.setattr(launchers, "usable_cores", lambda: 8)
+    assert job_start(cfg, caplog) == ["difflab: joblib job 1: n_jobs=2 on 8 cores: torch threads: 4"]
+    assert torch.get_num_threads() == 4 and all(os.environ[name] == "4" for name in THREAD_ENV_VARS)
+
+
+def test_a_submitit_job_links_its_logs_and_takes_its_cpus_as_threads(
+        thread_settings, tmp_path, monkeypatch, caplog, hydra_cleanup):
+    sweep = tmp_path / "sweep"
+    job_dir, folder = sweep / "1", sweep / ".submitit" / "1234_1"  # the preset's submitit_folder, %j resolved
+    job_dir.mkdir(parents=True)
+    folder.mkdir(parents=True)
+    cfg = hydra_config(["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=3", f"hydra.sweep.dir={sweep}"])
+    cfg.hydra.job.num, cfg.hydra.runtime.output_dir = 1, str(job_dir)
+    assert cfg.hydra.launcher.submitit_folder == str(sweep / ".submitit" / "%j")
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")  # set by submitit in the jobs it starts
+    monkeypatch.setattr(submitit, "JobEnvironment", lambda: SimpleNamespace(paths=SimpleNamespace(folder=folder)))
+    link = job_dir / "submitit_logs"
+    for _ in range(2):  # a requeued job's setup replaces the link
+        assert job_start(cfg, caplog)[-1] == (
+            f"difflab: submitit_local job 1: torch threads: 3; submitit logs in {link}/")
+    assert link.is_symlink() and os.readlink(link) == os.path.join("..", ".submitit", "1234_1")  # relative
+    assert link.resolve() == folder.resolve()
+    assert torch.get_num_threads() == 3 and all(os.environ[name] == "3" for name in THREAD_ENV_VARS)
 
 
 def test_a_requeued_submitit_job_resumes_its_own_run(tmp_path, monkeypatch):

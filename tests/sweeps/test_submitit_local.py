@@ -3,12 +3,15 @@ under the sweep's .submitit/ and linked from each job directory."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from conftest import run_cli
 from sweep_settings import ONE_THREAD, TINY, job_dirs, scored, status
 
 
+@pytest.mark.slow  # ~40 s: the sweep's process and each job's import torch and Lightning
 def test_two_submitit_local_jobs_finish_in_their_job_directories(tmp_path):
+    """Default-run guard: test_launchers_unit.py::test_a_submitit_job_links_its_logs_and_takes_its_cpus_as_threads."""
     sweep = tmp_path / "sweep"
     result = run_cli("train", "--multirun", "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}", *TINY,
                      "seed=0,1", cwd=tmp_path, env=ONE_THREAD, timeout=300)
