@@ -83,14 +83,14 @@ def run_commands(commands: list[list[str]], cwd: Path, env: dict[str, str] | Non
                  timeout: float = 900) -> list[subprocess.CompletedProcess]:
     """Run each ``[program, *args]`` of ``commands`` in one new process started in ``cwd`` (``DIFFLAB_ROOT=cwd``,
     as :func:`conftest.run_cli` runs one); one completed process per command."""
+    from conftest import cli_env
+
     handle, name = tempfile.mkstemp(suffix=".jsonl")
     os.close(handle)
     results = Path(name)
-    full_env = {**os.environ, "DIFFLAB_ROOT": str(cwd), "PYTHONWARNINGS": "ignore", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None)
     try:
         driver = subprocess.run([sys.executable, __file__, str(results)], input=json.dumps(commands), cwd=cwd,
-                                env=full_env, capture_output=True, text=True, timeout=timeout)
+                                env=cli_env(cwd, env), capture_output=True, text=True, timeout=timeout)
         assert driver.returncode == 0, driver.stderr[-3000:]
         outcomes = [json.loads(line) for line in results.read_text().splitlines()]
     finally:

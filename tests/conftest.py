@@ -46,12 +46,18 @@ def run_cli(
     module: str, *args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Run ``python -m difflab.<module> args...`` and return the completed process (output captured)."""
-    full_env = {**os.environ, "DIFFLAB_ROOT": str(cwd or REPO_ROOT), "PYTHONWARNINGS": "ignore", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
         [sys.executable, "-m", f"difflab.{module}", *args],
-        cwd=cwd or REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd or REPO_ROOT, env=cli_env(cwd or REPO_ROOT, env), capture_output=True, text=True, timeout=timeout,
     )
+
+
+def cli_env(root: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a ``difflab-*`` command run by a test: ``DIFFLAB_ROOT=root``, warnings off, ``env`` on
+    top, and no HYDRA_FULL_ERROR (the one-line errors are what the tests read)."""
+    full_env = {**os.environ, "DIFFLAB_ROOT": str(root), "PYTHONWARNINGS": "ignore", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return full_env
 
 
 @pytest.fixture
@@ -69,6 +75,14 @@ def hydra_cleanup():
     """Clear Hydra's global state after a test that composed configs."""
     yield
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def hydra_job_state(hydra_cleanup):
+    """Put back Hydra's job state (HydraConfig) as it was before a test that set up or ran jobs of a sweep."""
+    previous = HydraConfig.instance().cfg
+    yield
+    HydraConfig.instance().cfg = previous
 
 
 @pytest.fixture(scope="module")

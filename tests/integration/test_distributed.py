@@ -93,7 +93,7 @@ def test_fid_and_kid_under_ddp_equal_a_single_process_evaluation(ddp_run, tmp_pa
     assert trained == yaml.safe_load((ddp_run.run / "resolved_config.yaml").read_text())
 
 
-def test_the_ranks_of_each_sweep_job_rerun_that_job_not_the_sweep(tmp_path, monkeypatch, hydra_cleanup):
+def test_the_ranks_of_each_sweep_job_rerun_that_job_not_the_sweep(tmp_path, monkeypatch, hydra_job_state):
     """Hydra's real sweep ``--multirun schedule=linear,cosine trainer=ddp_cpu``, in this process and without training:
     in each job, the launcher of the job's strategy starts rank 1 (Popen recorded, nothing started) as difflab-train
     with that job's overrides into that job's directory, not as the sweep; the MASTER_PORT, LOCAL_RANK, ... set for
@@ -122,11 +122,7 @@ def test_the_ranks_of_each_sweep_job_rerun_that_job_not_the_sweep(tmp_path, monk
                                       f"hydra.sweep.dir={sweep}", "hydra.job.name=train", "hydra/job_logging=none",
                                       "hydra/hydra_logging=none"])
     monkeypatch.setattr(sys.modules["__main__"], "__spec__", SimpleNamespace(name="difflab.train"), raising=False)
-    previous = HydraConfig.instance().cfg
-    try:
-        job()
-    finally:
-        HydraConfig.instance().cfg = previous
+    job()
     for num, schedule in ((0, "linear"), (1, "cosine")):
         command = [sys.executable, "-m", "difflab.train", "--config-name=train", f"schedule={schedule}",
                    "trainer=ddp_cpu", f'hydra.run.dir="{sweep / str(num)}"', "hydra.job.name=train_rank1",

@@ -65,14 +65,6 @@ JOB = [
 ]
 
 
-@pytest.fixture
-def hydra_job_state(hydra_cleanup):
-    """Put back Hydra's job state (HydraConfig) as it was before the test set up jobs of a sweep."""
-    previous = HydraConfig.instance().cfg
-    yield
-    HydraConfig.instance().cfg = previous
-
-
 def sweep_job(sweep: Path, num: int) -> DictConfig:
     """JOB's config as job ``num`` of ``--multirun hydra.sweep.dir=<sweep>`` has it (Hydra's state set likewise)."""
     GlobalHydra.instance().clear()

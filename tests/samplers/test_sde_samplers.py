@@ -123,8 +123,8 @@ def lockstep(schedule: NoiseSchedule, steps: int, prediction_type: str) -> list[
         order = sampler.step_order(i, 3) if ab[i + 1] < 1.0 else 1
         shifted = xs[i + 1]
         if order == 3:
-            h, r1, r2 = lam[i + 1] - lam[i], (lam[i] - lam[i - 1]), (lam[i - 1] - lam[i - 2])
-            r1, r2 = r1 / h, r2 / h
+            h = lam[i + 1] - lam[i]
+            r1, r2 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
             d2 = ((x0s[i] - x0s[i - 1]) / r1 - (x0s[i - 1] - x0s[i - 2]) / r2) / (r1 + r2)
             shifted = xs[i + 1] - math.sqrt(ab[i + 1]) * d2
         rows.append((order, (out - xs[i + 1]).abs().max().item(), (out - shifted).abs().max().item()))

@@ -154,6 +154,12 @@ class Sampler(ABC):
         self.timesteps = self._select_timesteps()
         self.nfe = 0
 
+    def _constructor_caller_level(self) -> int:
+        """The warnings stacklevel, counted from ``_select_timesteps`` (level 1), of the code that constructed the
+        sampler (or make_sampler): one level more for each ``__init__`` in the class's chain (their calls lie
+        between)."""
+        return 2 + sum(1 for cls in type(self).__mro__ if issubclass(cls, Sampler) and "__init__" in vars(cls))
+
     def _select_timesteps(self) -> np.ndarray:
         """The descending model timesteps; by default ``select_timesteps(T, steps, timestep_spacing)``."""
         return select_timesteps(self.schedule.num_timesteps, self.steps, self.timestep_spacing)

@@ -66,10 +66,14 @@ class DPMSolverPPSampler(MultistepSampler):
 
     def _step(self, step: Step, x: torch.Tensor, x0: torch.Tensor, history: History,
               generator: GeneratorLike) -> torch.Tensor:
+        return ode_step(x, self._extrapolated_x0(step, x0, history), step.ab_s, step.ab_n, step.h)
+
+    def _extrapolated_x0(self, step: Step, x0: torch.Tensor, history: History, rate: float = 1.0) -> torch.Tensor:
+        """Record ``x0`` and the step in ``history``; the D of this step's order (``multistep_x0``)."""
         history.add_x0(x0)
-        d = multistep_x0(history.x0s, history.hs, step.h, self.step_order(step.i, self.solver_order))
+        d = multistep_x0(history.x0s, history.hs, step.h, self.step_order(step.i, self.solver_order), rate=rate)
         history.add_h(step.h)
-        return ode_step(x, d, step.ab_s, step.ab_n, step.h)
+        return d
 
 
 class DPMSolverPPSDESampler(DPMSolverPPSampler):
@@ -83,10 +87,8 @@ class DPMSolverPPSDESampler(DPMSolverPPSampler):
 
     def _step(self, step: Step, x: torch.Tensor, x0: torch.Tensor, history: History,
               generator: GeneratorLike) -> torch.Tensor:
-        history.add_x0(x0)
         rate = 1.0 + self.eta
-        d = multistep_x0(history.x0s, history.hs, step.h, self.step_order(step.i, self.solver_order), rate=rate)
-        history.add_h(step.h)
+        d = self._extrapolated_x0(step, x0, history, rate)
         # x_n = (sigma_n / sigma_s) e^{-eta h} x + alpha_n (1 - e^{-(1 + eta) h}) d + sigma_n sqrt(1 - e^{-2 eta h}) z
         sigma_s, sigma_n = math.sqrt(1.0 - float(step.ab_s)), math.sqrt(1.0 - float(step.ab_n))
         x = (sigma_n / sigma_s * math.exp(-self.eta * step.h)) * x

@@ -132,8 +132,8 @@ class KarrasSampler(Sampler):
         T = self.schedule.num_timesteps
         check_int("sampler.steps", self.steps, 1, T, note=f"schedule.num_timesteps={T}")
         levels = karras_sigma_levels(self._sigma_table[0], self._sigma_table[-1], int(self.steps), self.rho)
-        # stacklevel 4: the caller of the sampler's constructor (or make_sampler)
-        return levels_to_timesteps(levels, self._sigma_table, "sampler.karras_sigmas", "rho-levels", stacklevel=4)
+        return levels_to_timesteps(levels, self._sigma_table, "sampler.karras_sigmas", "rho-levels",
+                                   stacklevel=self._constructor_caller_level())
 
     @property
     def sigmas(self) -> np.ndarray:

@@ -203,12 +203,6 @@ class MultistepSampler(Sampler):
             option, kind = "sampler.timestep_spacing='logsnr'", "log-SNR levels"
         return levels_to_timesteps(levels, table, option, kind, stacklevel=self._constructor_caller_level())
 
-    def _constructor_caller_level(self) -> int:
-        """The warnings stacklevel, counted from ``_select_timesteps`` (level 1), of the code that constructed the
-        sampler (or make_sampler): one level more for each ``__init__`` in the class's chain (their calls lie
-        between)."""
-        return 2 + sum(1 for cls in type(self).__mro__ if issubclass(cls, Sampler) and "__init__" in vars(cls))
-
     def alpha_bars(self) -> tuple[torch.Tensor, torch.Tensor]:
         """float64 alpha-bar at each selected timestep and after each step (1.0, or abar_0 for "sigma_min", at the
         end)."""
