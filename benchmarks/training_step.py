@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/training_step.py                                   # 16x16, batch 64, 1.11M U-Net
     .venv/bin/python benchmarks/training_step.py --size ddpm --batch 16 --steps 2  # 32x32, the 35.7M DDPM U-Net
     .venv/bin/python benchmarks/training_step.py --bf16                            # + bf16 autocast rows
+    .venv/bin/python benchmarks/training_step.py --profile                         # + time in convolutions
 
 Every contender does its own library's step on the same batch: t and noise, the noised x, an eps prediction, MSE,
 backward, gradient clipping to norm 1, AdamW, an EMA update (benchmarks/peers.py describes the peers'). difflab's
@@ -12,11 +13,18 @@ the defaults and once per fast path (``speed.channels_last``, ``optim.optimizer.
 with all of them. The peers run eagerly, as their libraries' training loops do. Each round runs every contender for
 ``--steps`` steps, in a rotated order; the table gives the median over ``--repeats`` rounds. torch.compile's
 compilation (the first steps) is timed apart from the steps.
+
+``--profile`` then runs each contender's steps once more under torch.profiler and prints the time its convolution
+kernels take (forward and backward, the self time of the ops that run them) and their share of its step. At matched
+architecture every contender runs the same convolutions, so difflab's convolution time over the best peer's step is
+a floor under the ratio the benchmark reports: the ratio a difflab step would have if it spent nothing outside its
+convolutions.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -91,6 +99,38 @@ def timed(step: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps:
     return (time.perf_counter() - start) / steps
 
 
+CONVOLUTION_KERNELS = re.compile(r"mkldnn_convolution|convolution_backward|_convolution_pointwise|slow_conv|thnn_conv"
+                                 r"|cudnn_convolution")
+
+
+def convolution_seconds(step: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: int,
+                        bf16: bool) -> float:
+    """Seconds per step that ``step``'s convolution kernels take (self time, forward and backward), by
+    torch.profiler over ``steps`` steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if x0.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        timed(step, x0, steps, bf16)
+    device_time = "self_device_time_total" if x0.device.type == "cuda" else "self_cpu_time_total"
+    micros = sum(getattr(event, device_time) for event in prof.key_averages() if CONVOLUTION_KERNELS.search(event.key))
+    return micros / 1e6 / steps
+
+
+def print_profile(contenders: dict[str, tuple[Callable, int, bool]], median: dict[str, float], best_peer: str | None,
+                  x0: torch.Tensor, steps: int) -> None:
+    """Each contender's convolution time per step, its share of the step, and the floor it sets on difflab's ratio."""
+    conv = {name: convolution_seconds(step, x0, steps, bf16) for name, (step, _, bf16) in contenders.items()}
+    print(f"\nconvolution kernels (torch.profiler, {steps} steps each; forward + backward, self time)")
+    print(f"{'contender':<36} {'conv ms/step':>12} {'of its step':>12} {'conv / best peer step':>22}")
+    for name in contenders:
+        floor = f"{conv[name] / median[best_peer]:.3f}" if best_peer else "-"
+        print(f"{name:<36} {1000 * conv[name]:>12.1f} {conv[name] / median[name]:>11.0%} {floor:>22}")
+    if best_peer:
+        print("'conv / best peer step': the ratio to the best peer a contender would have with nothing in its step "
+              "but its convolutions.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
@@ -102,6 +142,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action="store_true", help="also time difflab's defaults under bf16 autocast")
     parser.add_argument("--only", nargs="*", default=None, help="contender names to run (default: all)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile each contender's convolutions (the floor they set on the ratio)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -148,6 +190,8 @@ def main() -> None:
               f"{1000 * min(times[name]):>7.1f}-{1000 * max(times[name]):<7.1f} {first_step[name]:>10.1f}s {ratio:>11}")
     if best_peer:
         print(f"best peer: {best_peer}. 'first step' includes torch.compile's compilation where it is on.")
+    if args.profile:
+        print_profile(contenders, median, best_peer, x0, args.steps)
 
 
 if __name__ == "__main__":
